@@ -1,0 +1,237 @@
+"""The HDF5 feature store: one file of per-image feature vectors plus what made them.
+
+Layout (one row per image):
+  /features (N, D) float32|float16, chunked + gzip    /label (N,) int8: 0 real, 1 fake, -1 unknown
+  /dataset (N,) str    /path (N,) str (relative to the dataset root)    /sha256 (N,) ascii hex
+  /skipped, /duplicates: JSON text (lists can outgrow HDF5's 64 KiB attribute limit)
+  attrs: `format`, `format_version`, `complete`, `meta` (JSON of everything below) and the main
+  keys again as plain attributes so `h5dump -A` is readable.
+A file only ever appears under its final name complete: writers write `NAME.tmp-*` and rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from deepfake_cli.errors import DeepfakeError
+
+FORMAT = "deepfake-cli/features"
+FORMAT_VERSION = 1
+CHUNK_ROWS = 256
+# Keys that must agree for features to be fed to the same model; `transform` may differ
+# (robustness evaluation applies a model to features of transformed images).
+COMPAT_KEYS = ("backbone", "layers", "weights_id", "preprocessing")
+# Keys that must agree for two extractions to share one file.
+APPEND_KEYS = COMPAT_KEYS + ("transform", "seed", "dtype")
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class FeatureSet:
+    X: np.ndarray
+    y: np.ndarray
+    dataset: np.ndarray
+    path: np.ndarray
+    sha256: np.ndarray
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask) -> "FeatureSet":
+        return FeatureSet(self.X[mask], self.y[mask], self.dataset[mask], self.path[mask],
+                          self.sha256[mask], self.meta)
+
+    @property
+    def datasets(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for d in self.dataset.tolist():
+            seen.setdefault(d, None)
+        return list(seen)
+
+
+def compatibility_key(meta: dict) -> str:
+    return json.dumps({k: meta.get(k) for k in COMPAT_KEYS}, sort_keys=True)
+
+
+def describe(meta: dict, keys=COMPAT_KEYS) -> str:
+    """A short text naming what made a file, for refusal messages."""
+    parts = []
+    for k in keys:
+        v = meta.get(k)
+        if k == "preprocessing" and isinstance(v, dict):
+            v = ",".join(f"{a}={b}" for a, b in sorted(v.items()) if a in ("input_size", "resize", "align", "crop"))
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def mismatch(a: dict, b: dict, keys=COMPAT_KEYS) -> list[str]:
+    return [k for k in keys if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
+
+
+def _open(path) -> h5py.File:
+    p = Path(path)
+    if not p.exists():
+        raise DeepfakeError(f"feature file not found: {path}")
+    try:
+        f = h5py.File(p, "r")
+    except OSError:
+        raise DeepfakeError(f"{path} is not an HDF5 feature file (cannot open it as HDF5).") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise DeepfakeError(f"{path} is an HDF5 file but not one written by `deepfake extract`.")
+    if not bool(f.attrs.get("complete", False)):
+        f.close()
+        raise DeepfakeError(f"{path} is incomplete; run the extraction again to finish it.")
+    return f
+
+
+def read_meta(path) -> dict:
+    with _open(path) as f:
+        return _meta(f)
+
+
+def _meta(f: h5py.File) -> dict:
+    meta = json.loads(f.attrs["meta"])
+    meta["skipped"] = json.loads(f["skipped"][()].decode() if isinstance(f["skipped"][()], bytes) else f["skipped"][()])
+    dup = f["duplicates"][()]
+    meta["duplicates"] = json.loads(dup.decode() if isinstance(dup, bytes) else dup)
+    meta["n"] = int(f["label"].shape[0])
+    return meta
+
+
+def summarize(path) -> dict:
+    """The metadata plus per-dataset label counts, without loading the features."""
+    with _open(path) as f:
+        meta = _meta(f)
+        names = _strings(f["dataset"])
+        labels = f["label"][()]
+    counts: dict[str, dict[str, int]] = {}
+    for d, y in zip(names.tolist(), labels.tolist()):
+        c = counts.setdefault(d, {"real": 0, "fake": 0, "unknown": 0})
+        c[{0: "real", 1: "fake"}.get(y, "unknown")] += 1
+    meta["counts"] = counts
+    return meta
+
+
+def _strings(ds) -> np.ndarray:
+    return np.array([s.decode() if isinstance(s, bytes) else s for s in ds[()]], dtype=object)
+
+
+def read_features(path, datasets=None) -> FeatureSet:
+    """Load a feature file (optionally only some datasets) into memory as float32."""
+    with _open(path) as f:
+        meta = _meta(f)
+        dataset = _strings(f["dataset"])
+        if datasets:
+            wanted = list(datasets)
+            missing = [d for d in wanted if d not in set(dataset.tolist())]
+            if missing:
+                have = ", ".join(dict.fromkeys(dataset.tolist()))
+                raise DeepfakeError(f"dataset(s) {', '.join(missing)} not in {path}; it has: {have}.")
+            mask = np.isin(dataset, wanted)
+            idx = np.flatnonzero(mask)
+        else:
+            idx = np.arange(len(dataset))
+        X = f["features"][()] if len(idx) == len(dataset) else f["features"][idx] if len(idx) else \
+            np.zeros((0, f["features"].shape[1]), dtype=f["features"].dtype)
+        return FeatureSet(
+            X=np.asarray(X, dtype=np.float32),
+            y=f["label"][()][idx].astype(np.int8),
+            dataset=dataset[idx],
+            path=_strings(f["path"])[idx],
+            sha256=np.array([s.decode() for s in f["sha256"][()][idx]], dtype=object),
+            meta=meta,
+        )
+
+
+def iter_rows(path, block: int = 4096):
+    """Stream a complete file as blocks of (X, y, dataset, path, sha256), memory bounded by `block`."""
+    with _open(path) as f:
+        n = f["label"].shape[0]
+        for start in range(0, n, block):
+            sl = slice(start, min(n, start + block))
+            yield (f["features"][sl], f["label"][sl], _strings_slice(f["dataset"], sl),
+                   _strings_slice(f["path"], sl), np.array([s.decode() for s in f["sha256"][sl]], dtype=object))
+
+
+def _strings_slice(ds, sl) -> np.ndarray:
+    return np.array([s.decode() if isinstance(s, bytes) else s for s in ds[sl]], dtype=object)
+
+
+class FeatureFileWriter:
+    """Stream rows into a new feature file; `close()` renames it into place, `abort()` removes it."""
+
+    def __init__(self, out, meta: dict, dim: int, dtype: str = "float32"):
+        self.out = Path(out)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.out.name + ".tmp-", dir=self.out.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.meta = dict(meta)
+        self.dim = int(dim)
+        self.n = 0
+        self.f = h5py.File(self.tmp, "w")
+        self.f.attrs["format"] = FORMAT
+        self.f.attrs["format_version"] = FORMAT_VERSION
+        self.f.attrs["complete"] = False
+        chunk = (CHUNK_ROWS, self.dim)
+        self.f.create_dataset("features", shape=(0, self.dim), maxshape=(None, self.dim), dtype=dtype,
+                              chunks=chunk, compression="gzip", compression_opts=4, shuffle=True)
+        self.f.create_dataset("label", shape=(0,), maxshape=(None,), dtype="i1", chunks=(4096,))
+        for name in ("dataset", "path"):
+            self.f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,),
+                                  compression="gzip")
+        self.f.create_dataset("sha256", shape=(0,), maxshape=(None,), dtype="S64", chunks=(4096,),
+                              compression="gzip")
+
+    def append(self, X, y, dataset, path, sha256) -> None:
+        k = len(y)
+        if k == 0:
+            return
+        X = np.asarray(X)
+        if X.shape != (k, self.dim):
+            raise ValueError(f"feature block has shape {X.shape}, expected ({k}, {self.dim})")
+        n0, n1 = self.n, self.n + k
+        for name in ("features", "label", "dataset", "path", "sha256"):
+            self.f[name].resize(n1, axis=0)
+        self.f["features"][n0:n1] = X
+        self.f["label"][n0:n1] = np.asarray(y, dtype=np.int8)
+        self.f["dataset"][n0:n1] = [str(s) for s in dataset]
+        self.f["path"][n0:n1] = [str(s) for s in path]
+        self.f["sha256"][n0:n1] = [str(s).encode() for s in sha256]
+        self.n = n1
+
+    def close(self, skipped: list | None = None, duplicates: list | None = None) -> Path:
+        meta = {k: v for k, v in self.meta.items() if k not in ("skipped", "duplicates", "n")}
+        meta["dim"] = self.dim
+        self.f.create_dataset("skipped", data=json.dumps(skipped or []), dtype=_STR)
+        self.f.create_dataset("duplicates", data=json.dumps(duplicates or []), dtype=_STR)
+        self.f.attrs["meta"] = json.dumps(meta, sort_keys=True)
+        for k in ("backbone", "layers", "weights_id", "transform", "seed", "tool_version", "created", "dim"):
+            if k in meta and meta[k] is not None:
+                self.f.attrs[k] = meta[k]
+        self.f.attrs["complete"] = True
+        self.f.close()
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        try:
+            self.f.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
