@@ -1,0 +1,204 @@
+"""`deepfake reduce`, `deepfake train`, `deepfake eval`, `deepfake predict`, `deepfake classifiers`."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from deepfake_cli.cli.common import console, err_console
+from deepfake_cli.errors import DeepfakeError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reduce")(reduce_cmd)
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("classifiers")(classifiers_cmd)
+
+
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def reduce_cmd(
+    features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
+    method: Annotated[str, typer.Option(help="none | pca | autoencoder.")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Reducer file to write (e.g. pca64.reducer).")] = ...,
+    dim: Annotated[Optional[int], typer.Option(help="Output dimension (pca default: 64 or fewer; autoencoder: 32).")] = None,
+    variance: Annotated[Optional[float], typer.Option(help="pca only: keep components explaining this fraction (0..1).")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="autoencoder only: hidden layer sizes, e.g. 512,128 (default 256).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="autoencoder only: maximum epochs (default 200).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="autoencoder only: Adam learning rate (default 1e-3).")] = None,
+    datasets: Annotated[Optional[str], typer.Option(help="Fit on these datasets of the file only (A,B).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed (autoencoder initialisation and validation part, PCA solver).")] = 0,
+    device: Annotated[str, typer.Option(help="autoencoder only: auto | cpu | cuda.")] = "auto",
+    write_features: Annotated[Optional[Path], typer.Option(help="Also write the reduced features as a new HDF5 file.")] = None,
+) -> None:
+    """Fit a dimensionality reducer on a feature file (unsupervised: labels are not used)."""
+    from deepfake_cli.reduce import reduce
+
+    hidden_t = None
+    if hidden is not None:
+        try:
+            hidden_t = tuple(int(h) for h in hidden.split(",") if h.strip())
+        except ValueError:
+            raise DeepfakeError(f"--hidden takes comma-separated layer sizes such as 512,128, not '{hidden}'.") from None
+    s = reduce(str(features), method, str(out), dim=dim, variance=variance, hidden=hidden_t, epochs=epochs, lr=lr,
+               seed=seed, device=device, datasets=_split(datasets),
+               write_features=str(write_features) if write_features else None)
+    extra = f", explained variance {s.explained_variance:.4f}" if s.explained_variance is not None else ""
+    if s.method == "autoencoder":
+        extra += f", {s.meta['epochs_run']} epochs"
+    console.print(f"{s.method}: {s.input_dim} -> {s.output_dim} dimensions, fitted on {s.n_fit} images; "
+                  f"reconstruction MSE {s.reconstruction['mse']:.6g} (relative {s.reconstruction['relative']:.4f}){extra}; "
+                  f"wrote {s.out}" + (f" and {s.features_out}" if s.features_out else ""), highlight=False)
+
+
+def train_cmd(
+    features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
+    classifier: Annotated[str, typer.Option(help="Classifier name(s), comma-separated, or 'all' (see `deepfake classifiers`).")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file for one classifier; a folder receiving "
+                                                          "<name>.model per classifier for several.")] = ...,
+    reducer: Annotated[Optional[Path], typer.Option(help="Reducer file from `deepfake reduce`, built into the model.")] = None,
+    datasets: Annotated[Optional[str], typer.Option(help="Train on these datasets of the file only (A,B).")] = None,
+    test_size: Annotated[float, typer.Option(help="Fraction of each dataset held out of training for `eval`.")] = 0.2,
+    val_size: Annotated[float, typer.Option(help="Fraction of the training part used to choose the threshold.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and of the classifiers.")] = 0,
+    device: Annotated[str, typer.Option(help="linear-probe only: cpu | cuda.")] = "cpu",
+) -> None:
+    """Train classifiers on features; hold out a seeded, stratified test part of each dataset for `eval`."""
+    from deepfake_cli.train import train
+
+    def progress(name):
+        err_console.print(f"training {name} ...", highlight=False)
+
+    results = train(str(features), classifier, str(out), reducer=str(reducer) if reducer else None,
+                    datasets=_split(datasets), test_size=test_size, val_size=val_size, seed=seed, device=device,
+                    progress=progress)
+    t = Table(title=f"trained on {features}")
+    for col in ("classifier", "fit", "val", "test", "thresh", "val bal.acc", "val AUC", "s", "model"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        v = r.validation
+        t.add_row(escape(r.classifier), str(r.n_fit), str(r.n_val), str(sum(r.heldout.values())), f"{r.threshold:.3f}",
+                  _f(v.get("balanced_accuracy")), _f(v.get("roc_auc")), f"{r.seconds:.1f}", escape(str(r.path)))
+    console.print(t)
+    for r in results:
+        for note in r.warnings:
+            err_console.print(f"[yellow]note[/] {r.classifier}: {note}", highlight=False)
+
+
+def _f(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.3f}"
+
+
+def _ci(low, high) -> str:
+    if any(v is None or math.isnan(v) for v in (low, high)):
+        return "-"
+    return f"{low:.2f}-{high:.2f}"
+
+
+def eval_cmd(
+    models: Annotated[list[Path], typer.Argument(help="Model files, or folders of *.model files.")],
+    features: Annotated[list[Path], typer.Option("--features", "-f", help="Feature file(s) to score on (repeat the option).")] = ...,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for eval.csv, eval.json, eval.md, eval_images.csv.")] = None,
+) -> None:
+    """Score models within-dataset (their held-out images) and cross-dataset (all images of other datasets)."""
+    from deepfake_cli.evaluate import evaluate, matrix, write_outputs
+
+    per_image: list = []
+    rows = evaluate([str(m) for m in models], [str(f) for f in features], per_image=per_image)
+    if not rows:
+        err_console.print("[yellow]nothing to score[/]: none of the models' held-out images or other datasets "
+                          "are in these feature files.")
+        raise typer.Exit(1)
+    robust = any(r["train_transform"] != r["test_transform"] for r in rows)
+    t = Table(title="evaluation: accuracy at the model's threshold, 95% Wilson interval")
+    cols = ["model", "test set", "kind"] + (["transform"] if robust else []) + ["n", "acc", "95% CI", "bal.acc",
+                                                                                 "AUC", "acc@.5"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("model", "test set", "kind", "transform") else "right",
+                     overflow="fold", no_wrap=col in ("95% CI", "acc", "n"), min_width=9 if col == "95% CI" else None)
+    for r in rows:
+        cells = [r["model"], r["test_dataset"], r["kind"]]
+        if robust:
+            cells.append(f"{r['train_transform']}->{r['test_transform']}")
+        cells += [str(r["n"]), _f(r["accuracy"]), _ci(r["accuracy_ci_low"], r["accuracy_ci_high"]),
+                  _f(r["balanced_accuracy"]), _f(r["roc_auc"]), _f(r["accuracy_at_0_5"])]
+        t.add_row(*[escape(c) for c in cells])
+    console.print(t)
+    rk, ck, cells_by_key = matrix(rows)
+    m = Table(title=escape("accuracy: rows = model [training datasets], columns = test dataset (* = within-dataset)"))
+    m.add_column(escape("model [trained on]"))
+    for c in ck:
+        m.add_column(escape(c), justify="right")
+    for k in rk:
+        vals = []
+        for c in ck:
+            r = cells_by_key.get((k, c))
+            vals.append("" if r is None else _f(r["accuracy"]) + ("*" if r["kind"] == "within" else ""))
+        m.add_row(escape(k), *vals)
+    console.print(m)
+    if out:
+        written = write_outputs(rows, str(out), per_image=per_image)
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="Model file (or a folder of *.model files: each scores every image).")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV.")] = False,
+    weights: Annotated[Optional[str], typer.Option(help="Backbone weights file (must be the ones the model was trained with).")] = None,
+    transform: Annotated[str, typer.Option(help="Test-time transform before the backbone (default none, whatever "
+                                                "the model was trained with).")] = "none",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+) -> None:
+    """Score image files: one row per image with path, p_fake, label (real|fake) and model."""
+    from deepfake_cli.predict import predict, to_csv, to_jsonl
+
+    res = predict(str(model), [str(p) for p in paths], weights=weights, transform=transform, device=device,
+                  batch_size=batch_size)
+    text = to_jsonl(res.rows) if json_lines else to_csv(res.rows)
+    if out:
+        import os
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    for s in res.skipped:
+        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+    counts = "; ".join(f"{m}: {c['fake']} fake, {c['real']} real" for m, c in res.counts().items())
+    err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
+                      + f", skipped {len(res.skipped)}" + (f"; wrote {out}" if out else ""), highlight=False)
+
+
+def classifiers_cmd() -> None:
+    """List the classifier names `train --classifier` takes."""
+    from deepfake_cli.classifiers import list_classifiers
+
+    t = Table(title="classifiers (train --classifier NAME[,NAME...] or all)")
+    for col in ("name", "scaled", "description"):
+        t.add_column(col)
+    for c in list_classifiers():
+        t.add_row(c["name"], "yes" if c["scaled"] else "", c["description"])
+    console.print(t)

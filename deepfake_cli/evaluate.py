@@ -1,0 +1,221 @@
+"""The `eval` stage: score models on feature files, within-dataset and cross-dataset.
+
+For each model and each dataset found in the given feature files:
+  * within: the dataset is one of the model's training datasets -> the model's held-out images of it,
+    found by sha256 (so a file made with another transform of the same images also works);
+  * cross: any other dataset -> all its labelled images, minus any whose content the model trained on.
+A model and a feature file must agree on backbone, layers, weights and preprocessing; the transform may
+differ (rows carry train_transform and test_transform).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_cli.artifacts import Model, load_model, model_paths
+from deepfake_cli.classifiers import binary_scores
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+
+COLUMNS = ["model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
+           "train_transform", "test_transform", "n", "n_real", "n_fake", "accuracy", "accuracy_ci_low",
+           "accuracy_ci_high", "accuracy_real", "accuracy_fake", "balanced_accuracy", "roc_auc",
+           "average_precision", "threshold", "accuracy_at_0_5"]
+EXTRA_COLUMNS = ["features", "n_excluded_trained"]
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    try:
+        from deepfake_cli.stats import wilson_interval
+    except ImportError:  # stats.py is another module's job; the formula is short enough to keep here
+        if n == 0:
+            return math.nan, math.nan
+        z, p = 1.96, k / n
+        d = 1 + z * z / n
+        c = (p + z * z / (2 * n)) / d
+        h = z / d * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return max(0.0, c - h), min(1.0, c + h)
+    return wilson_interval(k, n)
+
+
+def check_compatible(model: Model, meta: dict, features_name: str, n_dims: int) -> None:
+    """Refuse features a model cannot take, naming both sides."""
+    diff = mismatch(model.meta, meta, COMPAT_KEYS)
+    if diff:
+        raise DeepfakeError(f"Model {model.name} was trained on {describe(model.meta, diff)} but {features_name} "
+                            f"has {describe(meta, diff)}; extract features with the model's backbone settings.")
+    want = model.meta.get("input_dim")
+    if want is not None and int(want) != int(n_dims):
+        raise DeepfakeError(f"Model {model.name} takes {want}-dimensional features but {features_name} has {n_dims} "
+                            "(reduced and unreduced features do not mix).")
+
+
+def expand_models(models) -> list[Model]:
+    out = []
+    for m in models:
+        if isinstance(m, Model):
+            out.append(m)
+        else:
+            out.extend(load_model(p) for p in model_paths(m))
+    # models from different folders may share a file name (e.g. two `train --classifier all` runs)
+    stems = [m.name for m in out]
+    for m in out:
+        if stems.count(m.name) > 1 and m.path is not None:
+            m.name = f"{m.path.parent.name}/{m.path.stem}"
+    return out
+
+
+def evaluate(models, feature_files, per_image: list | None = None) -> list[dict]:
+    """One result row per (model, feature file, test dataset); columns COLUMNS + EXTRA_COLUMNS.
+
+    `models`: Model objects, model paths or folders of models. If `per_image` is a list, one dict per
+    scored image (model, features, test_dataset, kind, path, sha256, label, p_fake) is appended to it.
+    """
+    loaded = expand_models(models)
+    if not loaded:
+        raise DeepfakeError("No models to evaluate.")
+    if not feature_files:
+        raise DeepfakeError("No feature files to evaluate on; pass --features FILE.")
+    sets: list[tuple[str, FeatureSet]] = [(str(f), read_features(f)) for f in feature_files]
+    for model in loaded:  # refuse before computing anything
+        for name, fs in sets:
+            check_compatible(model, fs.meta, name, fs.X.shape[1])
+    rows = []
+    for model in loaded:
+        train_sets = list(model.meta.get("train_datasets") or [])
+        heldout = {d: set(v) for d, v in (model.meta.get("heldout_sha256") or {}).items()}
+        trained = set(model.meta.get("train_sha256") or [])
+        for fname, fs in sets:
+            labelled = fs.y >= 0
+            for ds in fs.datasets:
+                in_ds = labelled & (fs.dataset == ds)
+                excluded = 0
+                if ds in train_sets:
+                    kind = "within"
+                    mask = in_ds & np.isin(fs.sha256, list(heldout.get(ds, ())))
+                else:
+                    kind = "cross"
+                    seen = in_ds & np.isin(fs.sha256, list(trained))
+                    excluded = int(seen.sum())
+                    mask = in_ds & ~seen
+                if not mask.any():
+                    continue
+                sub = fs.subset(mask)
+                p = model.p_fake(sub.X)
+                rows.append(_row(model, fname, fs.meta, ds, kind, sub.y, p, excluded))
+                if per_image is not None:
+                    for path, sha, y, pf in zip(sub.path.tolist(), sub.sha256.tolist(), sub.y.tolist(), p.tolist()):
+                        per_image.append({"model": model.name, "features": fname, "test_dataset": ds, "kind": kind,
+                                          "path": path, "sha256": sha, "label": int(y), "p_fake": pf})
+    return rows
+
+
+def _row(model: Model, fname: str, fmeta: dict, ds: str, kind: str, y, p, excluded: int) -> dict:
+    thr = model.threshold
+    s = binary_scores(y, p, thr)
+    low, high = _wilson(s["n_correct"], s["n"])
+    red = model.meta.get("reducer") or {}
+    reducer = red.get("method", "none")
+    if reducer != "none" and red.get("output_dim"):
+        reducer = f"{reducer}:{red['output_dim']}"
+    return {
+        "model": model.name, "classifier": model.meta.get("classifier"), "backbone": model.meta.get("backbone"),
+        "reducer": reducer, "train_datasets": ",".join(model.meta.get("train_datasets") or []),
+        "test_dataset": ds, "kind": kind, "train_transform": model.meta.get("transform", "none"),
+        "test_transform": fmeta.get("transform", "none"), "n": s["n"], "n_real": s["n_real"],
+        "n_fake": s["n_fake"], "accuracy": s["accuracy"], "accuracy_ci_low": low, "accuracy_ci_high": high,
+        "accuracy_real": s["accuracy_real"], "accuracy_fake": s["accuracy_fake"],
+        "balanced_accuracy": s["balanced_accuracy"], "roc_auc": s["roc_auc"],
+        "average_precision": s["average_precision"], "threshold": thr,
+        "accuracy_at_0_5": binary_scores(y, p, 0.5)["accuracy"],
+        "features": fname, "n_excluded_trained": excluded,
+    }
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+def matrix(rows: list[dict]) -> tuple[list[str], list[str], dict]:
+    """Cross-dataset matrix: row keys "model [train sets]", column = test dataset (+transform if not none)."""
+    def col(r):
+        return r["test_dataset"] if r["test_transform"] in (None, "none") else f"{r['test_dataset']} ({r['test_transform']})"
+
+    row_keys = list(dict.fromkeys(f"{r['model']} [{r['train_datasets']}]" for r in rows))
+    col_keys = list(dict.fromkeys(col(r) for r in rows))
+    cells = {(f"{r['model']} [{r['train_datasets']}]", col(r)): r for r in rows}
+    return row_keys, col_keys, cells
+
+
+def _fmt(v, digits: int | None = 4) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return repr(v) if digits is None else f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_csv(rows: list[dict], columns=None, digits: int | None = 6) -> str:
+    columns = columns or COLUMNS + EXTRA_COLUMNS
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k), digits) if isinstance(r.get(k), float) else r.get(k) for k in columns})
+    return buf.getvalue()
+
+
+def to_markdown(rows: list[dict]) -> str:
+    cols = ["model", "train_datasets", "test_dataset", "kind", "test_transform", "n", "accuracy",
+            "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy", "roc_auc", "accuracy_at_0_5"]
+    lines = ["# Evaluation", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    rk, ck, cells = matrix(rows)
+    lines += ["", "## Accuracy matrix (rows: model [training datasets], columns: test dataset; * = within)", "",
+              "| model | " + " | ".join(ck) + " |", "|" + "---|" * (len(ck) + 1)]
+    for k in rk:
+        vals = []
+        for c in ck:
+            r = cells.get((k, c))
+            vals.append("" if r is None else _fmt(r["accuracy"]) + ("*" if r["kind"] == "within" else ""))
+        lines.append(f"| {k} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None) -> list[Path]:
+    """eval.csv, eval.json, eval.md (and eval_images.csv when per-image scores are given), atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"eval.csv": to_csv(rows),
+             "eval.json": json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=2) + "\n",
+             "eval.md": to_markdown(rows)}
+    if per_image is not None:
+        files["eval_images.csv"] = to_csv(per_image, ["model", "features", "test_dataset", "kind", "path", "sha256",
+                                                      "label", "p_fake"], digits=None)
+    written = []
+    for name, text in files.items():
+        written.append(_atomic_text(out / name, text))
+    return written
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,142 @@
+"""The `predict` stage: raw image files -> p(fake) and a label, with one or more trained models.
+
+The features are computed by `extract.embed_images`, the same reader and preprocessing as `extract`,
+with the backbone, layers, weights and alignment the model was trained with. The test-time transform
+is "none" unless asked for: the training transform is an augmentation/robustness setting, not part of
+the detector. Unreadable files are reported as skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepfake_cli.artifacts import Model, load_model, model_paths
+from deepfake_cli.data import iter_image_files
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.features import compatibility_key
+
+COLUMNS = ["path", "p_fake", "label", "model"]
+
+
+@dataclass
+class PredictResult:
+    rows: list[dict] = field(default_factory=list)      # path, p_fake, label, model
+    skipped: list[dict] = field(default_factory=list)   # path, reason
+    n_images: int = 0
+    models: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.rows:
+            c = out.setdefault(r["model"], {"real": 0, "fake": 0})
+            c[r["label"]] += 1
+        return out
+
+
+def collect_inputs(inputs) -> tuple[list[Path], list[dict]]:
+    """Files as given (any extension: a bad one is skipped later), folders recursively (image files only)."""
+    files, missing, seen = [], [], set()
+    for spec in inputs:
+        p = Path(spec)
+        if p.is_dir():
+            found = iter_image_files(p)
+        elif p.is_file():
+            found = [p]
+        else:
+            missing.append({"path": str(p), "reason": "no such file or folder"})
+            continue
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files, missing
+
+
+def _check_backbone(model: Model, bb) -> None:
+    if bb.weights_id != model.meta.get("weights_id"):
+        raise DeepfakeError(f"Model {model.name} was trained with {model.meta.get('backbone')} weights "
+                            f"{model.meta.get('weights_id')}, but the weights found are {bb.weights_id}; "
+                            "pass the model's weights with --weights.")
+    pre = dict(bb.preprocessing, align=(model.meta.get("preprocessing") or {}).get("align"))
+    if json.dumps(pre, sort_keys=True) != json.dumps(model.meta.get("preprocessing"), sort_keys=True):
+        raise DeepfakeError(f"Model {model.name} was trained with preprocessing {model.meta.get('preprocessing')}, "
+                            f"but backbone {bb.name} now preprocesses with {bb.preprocessing}.")
+
+
+def predict(model, inputs, weights: str | None = None, transform: str = "none", device: str = "auto",
+            batch_size: int = 32, workers: int | None = None) -> PredictResult:
+    """Score every image under `inputs` with the model file (or every model in a folder)."""
+    from deepfake_cli.backbones import create_backbone
+    from deepfake_cli.extract import embed_images
+    from deepfake_cli.transforms import normalize_transform
+
+    models = [m if isinstance(m, Model) else load_model(m)
+              for m in (model if isinstance(model, list) else [model])
+              for m in ([m] if isinstance(m, Model) else model_paths(m))]
+    for m in models:
+        if m.meta.get("features_reduced_by"):
+            raise DeepfakeError(f"Model {m.name} was trained on features written by `deepfake reduce`; it cannot "
+                                "score raw images. Train on the original features with --reducer instead.")
+    transform = normalize_transform(transform)
+    files, skipped = collect_inputs(inputs)
+    result = PredictResult(skipped=skipped, models=[m.name for m in models])
+    if not files:
+        return result
+    groups: dict[str, list[Model]] = {}
+    for m in models:
+        groups.setdefault(compatibility_key(m.meta), []).append(m)
+    rows_by_path: dict[Path, list[dict]] = {}
+    bad: dict[Path, str] = {}
+    for group in groups.values():
+        meta = group[0].meta
+        pretrained = meta.get("weights_id") != "random"
+        bb = create_backbone(meta["backbone"], weights=weights if pretrained else None, device=_device(device),
+                             layers=meta.get("layers") or "last", pretrained=pretrained)
+        for m in group:
+            _check_backbone(m, bb)
+        align = (meta.get("preprocessing") or {}).get("align")
+        for kind, payload in embed_images(bb, files, transform=transform, seed=int(meta.get("feature_seed") or 0),
+                                          align=align, batch_size=batch_size, device=device, workers=workers):
+            if kind == "skipped":
+                path, reason = payload
+                bad[path] = reason
+                continue
+            paths, _shas, feats = payload
+            for m in group:
+                p = m.p_fake(feats)
+                for path, pf in zip(paths, p.tolist()):
+                    rows_by_path.setdefault(path, []).append(
+                        {"path": str(path), "p_fake": pf, "label": "fake" if pf >= m.threshold else "real",
+                         "model": m.name})
+    for f in files:  # input order, models in the order given
+        if f in rows_by_path:
+            result.rows.extend(rows_by_path[f])
+        elif f in bad:
+            result.skipped.append({"path": str(f), "reason": bad[f]})
+    result.n_images = len(rows_by_path)
+    return result
+
+
+def _device(device: str) -> str:
+    from deepfake_cli.extract import resolve_device
+
+    return str(resolve_device(device))
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(dict(r, p_fake=repr(float(r["p_fake"]))))
+    return buf.getvalue()
+
+
+def to_jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps({k: r[k] for k in COLUMNS}) + "\n" for r in rows)
+

@@ -1,0 +1,218 @@
+"""The `train` stage: features -> one model file per classifier.
+
+Splits (all seeded, stratified by label and grouped by content hash, so that identical bytes never sit
+on both sides of a split):
+  * test: `test_size` of each training dataset is held out of training; `eval` scores it later
+    (the model stores the held-out sha256s per dataset). Images whose content is held out in any
+    dataset are dropped from training everywhere.
+  * validation: `val_size` of the remaining training part chooses the decision threshold (maximum
+    balanced accuracy on p_fake) and gives the stored validation scores.
+The saved classifier is the one fitted on the fit part (training part minus validation), so the stored
+threshold and validation scores describe exactly the saved model.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from deepfake_cli import __version__
+from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
+from deepfake_cli.classifiers import (binary_scores, choose_threshold, create_classifier, needs_scaling,
+                                      parse_classifier_names)
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+
+
+@dataclass
+class TrainResult:
+    classifier: str
+    path: Path
+    threshold: float
+    validation: dict
+    n_fit: int
+    n_val: int
+    heldout: dict  # dataset -> number of held-out images
+    seconds: float
+    warnings: list = field(default_factory=list)
+
+
+def split_groups(sha256, y, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of rows picked for the smaller side of a split, stratified by y, grouped by sha256.
+
+    Each class keeps round(fraction * groups) of its distinct contents (at least one, and never all,
+    when it has two or more). Contents carrying both labels are never picked (they stay on the big side).
+    """
+    sha256 = np.asarray(sha256)
+    y = np.asarray(y)
+    picked = np.zeros(len(y), dtype=bool)
+    if fraction <= 0:
+        return picked
+    label_of: dict[str, set] = {}
+    for s, lab in zip(sha256.tolist(), y.tolist()):
+        label_of.setdefault(s, set()).add(lab)
+    chosen: set[str] = set()
+    for lab in sorted(set(y.tolist())):
+        groups = sorted(s for s, labs in label_of.items() if labs == {lab})
+        if len(groups) < 2:
+            continue
+        k = min(len(groups) - 1, max(1, int(round(fraction * len(groups)))))
+        chosen.update(groups[i] for i in rng.permutation(len(groups))[:k])
+    picked[np.isin(sha256, list(chosen))] = True
+    return picked
+
+
+def heldout_split(fs: FeatureSet, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_mask, test_mask) over the labelled rows of `fs`; see the module docstring."""
+    labelled = fs.y >= 0
+    test = np.zeros(len(fs.y), dtype=bool)
+    for name in fs.datasets:
+        rows = np.flatnonzero(labelled & (fs.dataset == name))
+        # one generator per dataset, so adding a dataset never changes another's split
+        rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+        test[rows[split_groups(fs.sha256[rows], fs.y[rows], test_size, rng)]] = True
+    held_hashes = set(fs.sha256[test].tolist())
+    train = labelled & ~test & ~np.isin(fs.sha256, list(held_hashes))
+    return train, test
+
+
+def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
+    y = fs.y[mask]
+    n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
+    if n_real == 0 or n_fake == 0:
+        which = ", ".join(datasets)
+        raise DeepfakeError(f"Training needs labelled real and fake images; datasets {which} have "
+                            f"{n_real} real and {n_fake} fake for training.")
+
+
+def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
+          datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
+          device: str = "cpu", progress: Callable[[str], None] | None = None) -> list[TrainResult]:
+    """Train each classifier on `features` and write its model.
+
+    One classifier: `out` is the model file (or a folder to put `<name>.model` in). Several: `out` is a
+    folder that receives `<name>.model` per classifier.
+    """
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    names = parse_classifier_names(classifiers) if isinstance(classifiers, str) else \
+        parse_classifier_names(",".join(classifiers))
+    if not 0 <= test_size < 1:
+        raise DeepfakeError(f"--test-size must be in [0, 1), got {test_size}.")
+    if not 0 <= val_size < 1:
+        raise DeepfakeError(f"--val-size must be in [0, 1), got {val_size}.")
+    fs = read_features(features, datasets=datasets)
+    train_sets = list(datasets) if datasets else fs.datasets
+    if fs.meta.get("reduced_by"):
+        warn_reduced = ("these features were written by `deepfake reduce`; the model cannot be applied to raw "
+                        "images by `predict` (train on the original features with --reducer for that)")
+    else:
+        warn_reduced = None
+
+    red_step, red_info = "passthrough", {"method": "none"}
+    if reducer:
+        art = load_reducer(reducer)
+        diff = mismatch(art.meta, fs.meta, COMPAT_KEYS)
+        if diff:
+            raise DeepfakeError(f"Reducer {reducer} was fitted on {describe(art.meta, diff)} but {features} has "
+                                f"{describe(fs.meta, diff)}.")
+        if int(art.meta.get("input_dim", -1)) != fs.X.shape[1]:
+            raise DeepfakeError(f"Reducer {reducer} takes {art.meta.get('input_dim')}-dimensional features; "
+                                f"{features} has {fs.X.shape[1]}.")
+        red_step = FrozenEstimator(art.estimator)
+        red_info = {k: art.meta.get(k) for k in ("method", "params", "input_dim", "output_dim", "features_file",
+                                                 "reconstruction", "explained_variance")}
+        red_info["path"] = str(Path(reducer).resolve())
+
+    train_mask, test_mask = heldout_split(fs, test_size, seed)
+    _check_classes(fs, train_mask, train_sets)
+    tr_idx = np.flatnonzero(train_mask)
+    val_rng = np.random.default_rng([int(seed), 1])
+    val_local = split_groups(fs.sha256[tr_idx], fs.y[tr_idx], val_size, val_rng)
+    # contents in validation leave the fit part entirely (duplicates may sit in other datasets)
+    val_hashes = set(fs.sha256[tr_idx[val_local]].tolist())
+    fit_idx = tr_idx[~np.isin(fs.sha256[tr_idx], list(val_hashes))]
+    val_idx = tr_idx[val_local]
+    _check_classes(fs, np.isin(np.arange(len(fs.y)), fit_idx), train_sets)
+
+    heldout = {d: sorted(set(fs.sha256[test_mask & (fs.dataset == d)].tolist())) for d in train_sets}
+    common_meta = {
+        "backbone": fs.meta.get("backbone"), "dim": fs.meta.get("dim"), "input_dim": int(fs.X.shape[1]),
+        "layers": fs.meta.get("layers"), "weights_id": fs.meta.get("weights_id"),
+        "preprocessing": fs.meta.get("preprocessing"), "transform": fs.meta.get("transform", "none"),
+        "feature_seed": fs.meta.get("seed"), "align": (fs.meta.get("preprocessing") or {}).get("align"),
+        "reducer": red_info, "features_reduced_by": fs.meta.get("reduced_by"),
+        "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
+        "train_datasets": train_sets, "heldout_sha256": heldout,
+        "train_sha256": sorted(set(fs.sha256[tr_idx].tolist())),
+        "n_train": int(len(tr_idx)), "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)),
+        "n_heldout": {d: int((test_mask & (fs.dataset == d)).sum()) for d in train_sets},
+        "test_size": float(test_size), "val_size": float(val_size), "split_seed": int(seed),
+        "features_file": str(Path(features).resolve()), "features_created": fs.meta.get("created"),
+        "tool_version": __version__,
+    }
+
+    out_p = Path(out)
+    several = len(names) > 1
+    if several and out_p.exists() and not out_p.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
+    results = []
+    for name in names:
+        t0 = time.perf_counter()
+        if progress:
+            progress(name)
+        clf = create_classifier(name, random_state=seed)
+        if name == "linear-probe":
+            clf.set_params(device=device)
+        pipe = Pipeline([("reduce", red_step),
+                         ("scale", StandardScaler() if needs_scaling(name) else "passthrough"),
+                         ("clf", clf)])
+        notes = [warn_reduced] if warn_reduced else []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                pipe.fit(fs.X[fit_idx], fs.y[fit_idx].astype(int))
+            except ValueError as exc:
+                raise DeepfakeError(f"Classifier {name} could not be trained on {len(fit_idx)} images: {exc}") from None
+        notes += sorted({str(w.message).splitlines()[0] for w in caught
+                         if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
+        if len(val_idx) and len(set(fs.y[val_idx].tolist())) == 2:
+            p_val = pipe.predict_proba(fs.X[val_idx])[:, list(pipe.classes_).index(1)]
+            threshold = choose_threshold(fs.y[val_idx], p_val)
+            validation = binary_scores(fs.y[val_idx], p_val, threshold)
+            validation["accuracy_at_0_5"] = binary_scores(fs.y[val_idx], p_val, 0.5)["accuracy"]
+        else:
+            threshold, validation = 0.5, {}
+            notes.append("too few images for a validation part with both classes; threshold fixed at 0.5")
+        validation["threshold"] = threshold
+        target = (out_p / f"{name}{MODEL_SUFFIX}") if (several or out_p.is_dir()) else out_p
+        meta = dict(common_meta, name=target.stem, classifier=name,
+                    classifier_params=_json_params(clf), threshold=float(threshold),
+                    threshold_rule="max balanced accuracy on validation p_fake",
+                    validation=validation, notes=notes,
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        save_model(target, pipe, meta)
+        results.append(TrainResult(name, target, float(threshold), validation, int(len(fit_idx)),
+                                   int(len(val_idx)), meta["n_heldout"], time.perf_counter() - t0, notes))
+    return results
+
+
+def _json_params(est) -> dict:
+    out = {}
+    for k, v in est.get_params(deep=False).items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, tuple) and all(isinstance(x, (int, float, str)) for x in v):
+            out[k] = list(v)
+        else:
+            out[k] = type(v).__name__
+    return out

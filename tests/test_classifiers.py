@@ -1,0 +1,109 @@
+"""Every registered classifier on small real-image features; the threshold rule and the scores."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from deepfake_cli.classifiers import (LinearProbe, binary_scores, choose_threshold, create_classifier,
+                                      list_classifiers, needs_scaling, parse_classifier_names)
+from deepfake_cli.errors import DeepfakeError
+from tests.conftest import shared_set
+
+NAMES = ["bagging", "decision-tree", "random-forest", "lda", "knn1", "knn3", "knn5", "svm", "naive-bayes",
+         "gradient-boosting", "linear-probe"]
+
+
+def pixel_stats(path: Path) -> np.ndarray:
+    """13 cheap statistics of a 96x96 centre crop at native resolution: colour, high-pass residual, 8x8 blockiness."""
+    a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+    h, w, _ = a.shape
+    c = a[max(0, h // 2 - 48): h // 2 + 48, max(0, w // 2 - 48): w // 2 + 48]
+    r = c[1:-1, 1:-1] - (c[:-2, 1:-1] + c[2:, 1:-1] + c[1:-1, :-2] + c[1:-1, 2:]) / 4
+    dx = np.abs(np.diff(c.mean(2), axis=1))
+    return np.concatenate([c.mean((0, 1)), c.std((0, 1)), np.abs(r).mean((0, 1)), r.std((0, 1)),
+                           [dx[:, 7::8].mean() / (dx.mean() + 1e-6)]])
+
+
+@pytest.fixture(scope="module")
+def split():
+    """imagenet_vs_ldm (real JPEG photos vs LDM PNGs): 24 per class, alternate images to train and test."""
+    root = shared_set("imagenet_vs_ldm")
+    X, y = [], []
+    for label, cls in enumerate(("real", "fake")):
+        for p in sorted((root / cls).iterdir())[:24]:
+            X.append(pixel_stats(p))
+            y.append(label)
+    X, y = np.array(X, dtype=np.float32), np.array(y)
+    train = np.arange(len(y)) % 2 == 0
+    return X[train], y[train], X[~train], y[~train]
+
+
+def test_registry_lists_every_name_once():
+    names = [c["name"] for c in list_classifiers()]
+    assert names == NAMES
+    assert parse_classifier_names("all") == NAMES
+    assert parse_classifier_names("svm, lda,svm") == ["svm", "lda"]
+    with pytest.raises(DeepfakeError, match="Unknown classifier 'bogus'"):
+        parse_classifier_names("svm,bogus")
+    with pytest.raises(DeepfakeError):
+        create_classifier("bogus")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_classifier_learns_real_vs_generated(name, split):
+    Xtr, ytr, Xte, yte = split
+    clf = create_classifier(name, random_state=0)
+    model = make_pipeline(StandardScaler(), clf) if needs_scaling(name) else clf
+    model.fit(Xtr, ytr)
+    proba = model.predict_proba(Xte)
+    assert proba.shape == (len(yte), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert list(model.classes_) == [0, 1]
+    scores = binary_scores(yte, proba[:, 1], 0.5)
+    # every classifier must beat chance on these held-out images; the format cue is strong
+    assert scores["roc_auc"] > 0.6, scores
+    # seeded: a second fit gives the same probabilities
+    clf2 = create_classifier(name, random_state=0)
+    model2 = make_pipeline(StandardScaler(), clf2) if needs_scaling(name) else clf2
+    np.testing.assert_allclose(model2.fit(Xtr, ytr).predict_proba(Xte), proba, atol=1e-6)
+
+
+def test_linear_probe_keeps_numpy_weights_and_matches_its_argmax(split):
+    Xtr, ytr, Xte, _ = split
+    scaler = StandardScaler().fit(Xtr)
+    probe = LinearProbe(epochs=200, random_state=3).fit(scaler.transform(Xtr), ytr)
+    assert isinstance(probe.coef_, np.ndarray) and probe.coef_.shape == (2, Xtr.shape[1])
+    p = probe.predict_proba(scaler.transform(Xte))
+    np.testing.assert_array_equal(probe.predict(scaler.transform(Xte)), np.argmax(p, axis=1))
+    other = LinearProbe(epochs=200, random_state=4).fit(scaler.transform(Xtr), ytr)
+    assert not np.allclose(other.coef_, probe.coef_)
+    with pytest.raises(ValueError):
+        LinearProbe().fit(Xtr[ytr == 0], ytr[ytr == 0])
+
+
+def test_threshold_maximises_balanced_accuracy(split):
+    Xtr, ytr, Xte, yte = split
+    p = create_classifier("naive-bayes").fit(Xtr, ytr).predict_proba(Xte)[:, 1]
+    t = choose_threshold(yte, p)
+    best = binary_scores(yte, p, t)["balanced_accuracy"]
+    for cut in np.linspace(0, 1, 201):
+        assert binary_scores(yte, p, cut)["balanced_accuracy"] <= best + 1e-12
+    assert best >= binary_scores(yte, p, 0.5)["balanced_accuracy"]
+    assert choose_threshold(np.zeros(5), p[:5]) == 0.5
+
+
+def test_scores_are_nan_where_undefined(split):
+    Xtr, ytr, Xte, yte = split
+    p = create_classifier("lda").fit(Xtr, ytr).predict_proba(Xte)[:, 1]
+    fakes = yte == 1
+    s = binary_scores(yte[fakes], p[fakes], 0.5)
+    assert s["n_real"] == 0 and s["n_fake"] == fakes.sum()
+    assert math.isnan(s["roc_auc"]) and math.isnan(s["average_precision"]) and math.isnan(s["accuracy_real"])
+    assert s["accuracy"] == s["accuracy_fake"] == np.mean(p[fakes] >= 0.5)

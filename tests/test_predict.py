@@ -1,0 +1,126 @@
+"""predict on raw images gives exactly what eval computed from extracted features; skips; refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from deepfake_cli.artifacts import load_model, save_model
+from deepfake_cli.cli import app
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.evaluate import evaluate
+from deepfake_cli.extract import extract
+from deepfake_cli.predict import predict
+from deepfake_cli.reduce import reduce
+from deepfake_cli.train import train
+from tests.conftest import copy_subset, shared_set
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("p")
+    bg = copy_subset(shared_set("forensynths_biggan"), root / "biggan", 6)
+    feats = root / "ll.h5"
+    extract([str(bg)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
+    reduce(str(feats), "pca", str(root / "pca.reducer"), dim=5)
+    train(str(feats), "lda,knn3", str(root / "models"), reducer=str(root / "pca.reducer"), test_size=0.34)
+    per_image: list = []
+    evaluate([root / "models"], [str(feats)], per_image=per_image)
+    heldout = {(p["model"], str(bg / p["path"])): p["p_fake"] for p in per_image if p["kind"] == "within"}
+    return {"root": root, "biggan": bg, "features": feats, "models": root / "models", "heldout": heldout}
+
+
+def test_predict_on_raw_heldout_images_matches_eval(trained):
+    paths = sorted({path for _, path in trained["heldout"]})
+    assert len(paths) == 4  # 2 real + 2 fake held out
+    res = predict(str(trained["models"]), paths, device="cpu")
+    assert res.n_images == 4 and not res.skipped and len(res.rows) == 8
+    for row in res.rows:
+        assert row["p_fake"] == pytest.approx(trained["heldout"][(row["model"], row["path"])], abs=1e-5)
+        m = load_model(trained["models"] / f"{row['model']}.model")
+        assert row["label"] == ("fake" if row["p_fake"] >= m.threshold else "real")
+
+
+def test_predict_cli_csv_json_skips_and_summary(trained, tmp_path):
+    folder = trained["biggan"]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    model = trained["models"] / "lda.model"
+    res = runner.invoke(app, ["predict", str(model), str(folder), str(bad), str(tmp_path / "missing.jpg"),
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 12 and set(rows[0]) == {"path", "p_fake", "label", "model"}
+    assert {r["label"] for r in rows} <= {"real", "fake"} and {r["model"] for r in rows} == {"lda"}
+    assert "broken.png" in res.stderr and "missing.jpg" in res.stderr
+    assert "scored 12 image(s)" in res.stderr and "skipped 2" in res.stderr
+    by_path = {r["path"]: float(r["p_fake"]) for r in rows}
+    for (name, path), p in trained["heldout"].items():
+        if name == "lda":
+            assert by_path[path] == pytest.approx(p, abs=1e-5)
+
+    out = tmp_path / "pred.jsonl"
+    res = runner.invoke(app, ["predict", str(model), str(folder / "fake"), "--json", "--out", str(out),
+                              "--device", "cpu"])
+    assert res.exit_code == 0 and res.stdout == ""
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 6 and all(0.0 <= d["p_fake"] <= 1.0 for d in lines)
+
+
+def test_predict_transform_option_matches_transformed_features(trained, tmp_path):
+    jpeg = tmp_path / "jpeg.h5"
+    extract([str(trained["biggan"])], backbone="lowlevel", out=str(jpeg), transform="jpeg:60", device="cpu",
+            workers=0)
+    per_image: list = []
+    evaluate([trained["models"] / "knn3.model"], [str(jpeg)], per_image=per_image)
+    paths = [str(trained["biggan"] / p["path"]) for p in per_image]
+    res = predict(str(trained["models"] / "knn3.model"), paths, transform="jpeg:60", device="cpu")
+    plain = predict(str(trained["models"] / "knn3.model"), paths, device="cpu")
+    for row, p in zip(res.rows, per_image):
+        assert row["p_fake"] == pytest.approx(p["p_fake"], abs=1e-5)
+    assert [r["p_fake"] for r in plain.rows] == pytest.approx([trained["heldout"][("knn3", p)] for p in paths], abs=1e-6)
+
+
+def test_predict_refuses_other_weights_and_reduced_feature_models(trained, tmp_path):
+    m = load_model(trained["models"] / "lda.model")
+    forged = save_model(tmp_path / "forged.model", m.estimator, dict(m.meta, weights_id="sha256:0123456789abcdef"))
+    with pytest.raises(DeepfakeError, match="weights sha256:0123456789abcdef.*weights found are none"):
+        predict(str(forged), [str(trained["biggan"])], device="cpu")
+    res = runner.invoke(app, ["predict", str(forged), str(trained["biggan"])])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    reduce(str(trained["features"]), "pca", str(tmp_path / "r.reducer"), dim=3,
+           write_features=str(tmp_path / "red.h5"))
+    model = train(str(tmp_path / "red.h5"), "lda", str(tmp_path / "red.model"))[0]
+    with pytest.raises(DeepfakeError, match="cannot score raw images"):
+        predict(str(model.path), [str(trained["biggan"])], device="cpu")
+
+
+def test_effnet_round_trip_and_backbone_mismatch(trained, tmp_path):
+    """One small pretrained-network check: effnet-lite0 features, predict == eval on held-out raw images."""
+    bg = copy_subset(shared_set("forensynths_cyclegan"), tmp_path / "cyclegan", 4)
+    feats = tmp_path / "eff.h5"
+    try:
+        extract([str(bg)], backbone="effnet-lite0", out=str(feats), device="cpu", workers=0, batch_size=8)
+    except DeepfakeError as exc:  # weights not installed on this machine
+        pytest.skip(str(exc))
+    model = train(str(feats), "linear-probe", str(tmp_path / "probe.model"), test_size=0.25)[0]
+    per_image: list = []
+    evaluate([model.path], [str(feats)], per_image=per_image)
+    within = [p for p in per_image if p["kind"] == "within"]
+    assert len(within) == 2
+    res = predict(str(model.path), [str(bg / p["path"]) for p in within], device="cpu")
+    for row, p in zip(res.rows, within):
+        assert Path(row["path"]).name == Path(p["path"]).name
+        assert row["p_fake"] == pytest.approx(p["p_fake"], abs=1e-5)
+    # a lowlevel model and effnet features (and the other way round) are refused, naming both sides
+    with pytest.raises(DeepfakeError, match=r"trained on backbone=lowlevel .*eff\.h5 has backbone=effnet-lite0"):
+        evaluate([trained["models"] / "lda.model"], [str(feats)])
+    with pytest.raises(DeepfakeError, match="backbone=effnet-lite0 .* has backbone=lowlevel"):
+        evaluate([model.path], [str(trained["features"])])

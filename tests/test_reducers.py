@@ -1,0 +1,75 @@
+"""Every reducer on features of real images: shapes, reconstruction, seeding, safe save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepfake_cli.artifacts import load_reducer, save_reducer
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.reducers import AutoencoderReducer, create_reducer, list_reducers
+from tests.conftest import shared_set
+from tests.test_classifiers import pixel_stats
+
+
+@pytest.fixture(scope="module")
+def X():
+    """Pixel statistics of 40 real and generated CIFAKE images, with 4 derived columns so PCA has redundancy."""
+    root = shared_set("cifake_sd14")
+    rows = [pixel_stats(p) for cls in ("real", "fake") for p in sorted((root / cls).iterdir())[:20]]
+    base = np.array(rows, dtype=np.float64)
+    return np.hstack([base, base[:, :4] * 2 + base[:, 4:8]]).astype(np.float32)
+
+
+def test_registry():
+    assert [r["name"] for r in list_reducers()] == ["none", "pca", "autoencoder"]
+    with pytest.raises(DeepfakeError, match="Unknown reducer"):
+        create_reducer("tsne")
+    with pytest.raises(DeepfakeError, match="does not take"):
+        create_reducer("none", dim=3)
+
+
+def test_none_is_identity(X):
+    r = create_reducer("none").fit(X)
+    np.testing.assert_array_equal(r.transform(X), X)
+    assert r.reconstruction_error(X) == {"mse": 0.0, "relative": 0.0}
+
+
+def test_pca_dim_and_variance(X):
+    r = create_reducer("pca", dim=5).fit(X)
+    Z = r.transform(X)
+    assert Z.shape == (len(X), 5)
+    err = r.reconstruction_error(X)
+    # for PCA the unexplained fraction of the variance is exactly the relative reconstruction error
+    assert err["relative"] == pytest.approx(1 - r.explained_variance_ratio_, abs=1e-6)
+    v = create_reducer("pca", variance=0.9).fit(X)
+    assert v.explained_variance_ratio_ >= 0.9
+    fewer = create_reducer("pca", dim=v.n_components_ - 1).fit(X)
+    assert fewer.explained_variance_ratio_ < 0.9  # the smallest number of components that reaches 90%
+    with pytest.raises(ValueError):
+        create_reducer("pca", dim=1000).fit(X)
+
+
+def test_autoencoder_learns_seeded_and_stops_early(X):
+    kw = dict(dim=4, hidden=(32,), epochs=300, lr=3e-3, batch_size=16, patience=15, random_state=0, device="cpu")
+    a = AutoencoderReducer(**kw).fit(X)
+    Z = a.transform(X)
+    assert Z.shape == (len(X), 4)
+    assert all(isinstance(w, np.ndarray) for w in a.encoder_weights_ + a.decoder_weights_)
+    err = a.reconstruction_error(X)
+    assert err["relative"] < 0.5, err  # much better than predicting the mean
+    assert a.epochs_run_ < 300  # early stopping on the held-out part ended it
+    b = AutoencoderReducer(**kw).fit(X)
+    np.testing.assert_allclose(b.transform(X), Z, atol=1e-6)
+    c = AutoencoderReducer(**dict(kw, random_state=1)).fit(X)
+    assert not np.allclose(c.transform(X), Z)
+
+
+@pytest.mark.parametrize("name,params", [("none", {}), ("pca", {"dim": 3}),
+                                         ("autoencoder", {"dim": 3, "hidden": (16,), "epochs": 20})])
+def test_saved_reducer_transforms_identically(tmp_path, X, name, params):
+    r = create_reducer(name, **params).fit(X)
+    path = save_reducer(tmp_path / f"{name}.reducer", r, {"method": name})
+    loaded = load_reducer(path)
+    assert loaded.meta == {"method": name}
+    np.testing.assert_allclose(loaded.estimator.transform(X), r.transform(X), atol=1e-12)

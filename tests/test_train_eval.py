@@ -1,0 +1,192 @@
+"""reduce -> train -> eval on feature files made by `extract` (lowlevel backbone) from real images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from deepfake_cli.artifacts import load_model
+from deepfake_cli.cli import app
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.evaluate import COLUMNS, evaluate
+from deepfake_cli.extract import extract
+from deepfake_cli.features import read_features
+from deepfake_cli.reduce import reduce
+from deepfake_cli.train import heldout_split, train
+from tests.conftest import copy_subset, shared_set
+from tests.test_classifiers import NAMES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """biggan (6+6, one real duplicated inside), gaugan (5+5 plus two of biggan's fakes), onlyreal (4 real)."""
+    root = tmp_path_factory.mktemp("sets")
+    biggan = copy_subset(shared_set("forensynths_biggan"), root / "biggan", 6)
+    first_real = sorted((biggan / "real").iterdir())[0]
+    shutil.copy(first_real, biggan / "real" / ("copy_" + first_real.name))
+    gaugan = copy_subset(shared_set("forensynths_gaugan"), root / "gaugan", 5)
+    dup_fakes = sorted((biggan / "fake").iterdir())[:2]
+    for p in dup_fakes:
+        shutil.copy(p, gaugan / "fake" / ("from_biggan_" + p.name))
+    onlyreal = copy_subset(shared_set("cifake_sd14"), root / "onlyreal", 4, classes=("real",))
+    feats = root / "ll.h5"
+    extract([str(biggan), str(gaugan), str(onlyreal)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
+    return {"root": root, "features": feats, "biggan": biggan, "gaugan": gaugan, "onlyreal": onlyreal}
+
+
+@pytest.fixture(scope="module")
+def models(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    res = runner.invoke(app, ["train", str(store["features"]), "--classifier", "all", "--datasets", "biggan",
+                              "--out", str(out), "--test-size", "0.25", "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_split_is_stratified_grouped_by_content_and_seeded(store):
+    fs = read_features(store["features"])
+    train_m, test_m = heldout_split(fs, 0.25, seed=0)
+    assert not set(fs.sha256[train_m]) & set(fs.sha256[test_m])
+    for ds in ("biggan", "gaugan"):
+        held = test_m & (fs.dataset == ds)
+        assert (fs.y[held] == 0).sum() >= 1 and (fs.y[held] == 1).sum() >= 1
+    # biggan's real class has 6 distinct contents (7 files): round(0.25 * 6) = 2 of them held out
+    real_b = fs.subset(test_m & (fs.dataset == "biggan") & (fs.y == 0))
+    assert len(set(real_b.sha256)) == 2
+    # the duplicated contents sit wholly on one side, also across datasets
+    for sha in set(fs.sha256[test_m]):
+        assert not (train_m & (fs.sha256 == sha)).any()
+    assert not (train_m | test_m)[fs.y < 0].any()
+    again = heldout_split(fs, 0.25, seed=0)
+    np.testing.assert_array_equal(again[1], test_m)
+    assert not np.array_equal(heldout_split(fs, 0.25, seed=1)[1], test_m)
+
+
+def test_train_all_writes_one_complete_model_per_classifier(models, store):
+    assert sorted(p.stem for p in models.glob("*.model")) == sorted(NAMES)
+    fs = read_features(store["features"])
+    _, test_m = heldout_split(fs, 0.25, seed=0)
+    expect_held = sorted(set(fs.sha256[test_m & (fs.dataset == "biggan")]))
+    for name in NAMES:
+        m = load_model(models / f"{name}.model")
+        meta = m.meta
+        for key in ("backbone", "layers", "weights_id", "preprocessing", "transform", "reducer", "threshold",
+                    "classes", "train_datasets", "heldout_sha256", "tool_version", "validation", "features_file"):
+            assert key in meta, key
+        assert meta["classifier"] == name and meta["backbone"] == "lowlevel"
+        assert meta["train_datasets"] == ["biggan"] and meta["heldout_sha256"]["biggan"] == expect_held
+        assert not set(meta["train_sha256"]) & set(expect_held)
+        assert 0.0 <= meta["threshold"] <= 1.0 and meta["validation"]["threshold"] == meta["threshold"]
+        assert meta["n_fit"] + meta["n_val"] == meta["n_train"]
+        assert [s[0] for s in m.estimator.steps] == ["reduce", "scale", "clf"]
+
+
+def test_eval_within_and_cross_rows(models, store):
+    per_image: list = []
+    rows = evaluate([models], [str(store["features"])], per_image=per_image)
+    fs = read_features(store["features"])
+    assert {r["model"] for r in rows} == set(NAMES)
+    loaded = {name: load_model(models / f"{name}.model") for name in NAMES}
+    for r in rows:
+        assert set(COLUMNS) <= set(r)
+        m = loaded[r["model"]]
+        mine = [p for p in per_image if p["model"] == r["model"] and p["test_dataset"] == r["test_dataset"]]
+        assert len(mine) == r["n"] == r["n_real"] + r["n_fake"]
+        # accuracy is recomputable from the per-image scores at the stored threshold
+        acc = np.mean([(p["p_fake"] >= m.threshold) == (p["label"] == 1) for p in mine])
+        assert r["accuracy"] == pytest.approx(acc)
+        assert r["accuracy_ci_low"] <= r["accuracy"] <= r["accuracy_ci_high"]
+        if r["test_dataset"] == "biggan":
+            assert r["kind"] == "within"
+            assert {p["sha256"] for p in mine} == set(m.meta["heldout_sha256"]["biggan"])
+        elif r["test_dataset"] == "gaugan":
+            assert r["kind"] == "cross"
+            trained_dups = int(np.isin(fs.sha256[fs.dataset == "gaugan"], m.meta["train_sha256"]).sum())
+            assert r["n_excluded_trained"] == trained_dups
+            assert r["n"] == (fs.dataset == "gaugan").sum() - trained_dups
+        else:
+            assert r["test_dataset"] == "onlyreal" and r["kind"] == "cross" and r["n_fake"] == 0
+            assert math.isnan(r["roc_auc"]) and math.isnan(r["average_precision"])
+            assert math.isnan(r["balanced_accuracy"])
+
+
+def test_eval_cli_writes_csv_json_md(models, store, tmp_path):
+    out = tmp_path / "ev"
+    res = runner.invoke(app, ["eval", str(models / "lda.model"), str(models / "svm.model"),
+                              "--features", str(store["features"]), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "within" in res.output and "cross" in res.output and "trained on" in res.output
+    with open(out / "eval.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 6 and list(table[0])[: len(COLUMNS)] == COLUMNS
+    data = json.loads((out / "eval.json").read_text())
+    assert [d["test_dataset"] for d in data] == [t["test_dataset"] for t in table]
+    assert "| lda [biggan] |" in (out / "eval.md").read_text()
+
+
+def test_robustness_features_with_another_transform_are_accepted(models, store, tmp_path):
+    jpeg = tmp_path / "jpeg.h5"
+    extract([str(store["biggan"])], backbone="lowlevel", out=str(jpeg), transform="jpeg:75", device="cpu", workers=0)
+    rows = evaluate([models / "knn1.model"], [str(store["features"]), str(jpeg)])
+    jrows = [r for r in rows if r["test_transform"] == "jpeg:75"]
+    plain = [r for r in rows if r["test_transform"] == "none" and r["test_dataset"] == "biggan"]
+    assert len(jrows) == 1 and jrows[0]["kind"] == "within" and jrows[0]["train_transform"] == "none"
+    assert jrows[0]["n"] == plain[0]["n"]  # the held-out images were found by content hash
+
+
+def test_refusals(models, store, tmp_path):
+    aligned = tmp_path / "aligned.h5"
+    small = copy_subset(store["gaugan"], tmp_path / "small", 2)
+    extract([str(small)], backbone="lowlevel", out=str(aligned), align="128:90", device="cpu", workers=0)
+    with pytest.raises(DeepfakeError, match=r"Model lda was trained on preprocessing=.*aligned\.h5 has preprocessing="):
+        evaluate([models / "lda.model"], [str(aligned)])
+    res = runner.invoke(app, ["eval", str(models / "lda.model"), "--features", str(aligned)])
+    assert res.exit_code == 2 and "align" in res.output and "Traceback" not in res.output
+    with pytest.raises(DeepfakeError, match="nosuch"):
+        train(str(store["features"]), "lda", str(tmp_path / "x.model"), datasets=["nosuch"])
+    with pytest.raises(DeepfakeError, match="0 fake"):
+        train(str(store["features"]), "lda", str(tmp_path / "x.model"), datasets=["onlyreal"])
+    res = runner.invoke(app, ["train", str(store["features"]), "--classifier", "lda,bogus", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "bogus" in res.output
+    # a reducer fitted on features made another way cannot go into a model of these
+    reduce(str(aligned), "pca", str(tmp_path / "al.reducer"), dim=2)
+    with pytest.raises(DeepfakeError, match="Reducer .* was fitted on preprocessing="):
+        train(str(store["features"]), "lda", str(tmp_path / "y.model"), reducer=str(tmp_path / "al.reducer"))
+
+
+def test_reduce_cli_then_train_and_eval_with_reducers(store, tmp_path):
+    feats = str(store["features"])
+    res = runner.invoke(app, ["reduce", feats, "--method", "pca", "--dim", "6", "--out", str(tmp_path / "p.reducer"),
+                              "--write-features", str(tmp_path / "red.h5")])
+    assert res.exit_code == 0, res.output
+    assert "83 -> 6" in res.output and "explained variance" in res.output and "reconstruction MSE" in res.output
+    orig, red = read_features(feats), read_features(tmp_path / "red.h5")
+    assert red.X.shape == (len(orig), 6) and red.meta["reduced_by"]["method"] == "pca"
+    np.testing.assert_array_equal(red.sha256, orig.sha256)
+    np.testing.assert_array_equal(red.dataset, orig.dataset)
+    s = reduce(feats, "autoencoder", str(tmp_path / "ae.reducer"), dim=4, hidden=(16,), epochs=30, device="cpu")
+    assert s.output_dim == 4 and s.reconstruction["relative"] > 0 and s.meta["epochs_run"] <= 30
+
+    for reducer, dim in (("p.reducer", 6), ("ae.reducer", 4)):
+        res = train(feats, "lda,linear-probe", str(tmp_path / reducer.split(".")[0]), reducer=str(tmp_path / reducer),
+                    datasets=["biggan", "gaugan"])
+        for r in res:
+            m = load_model(r.path)
+            assert m.meta["reducer"]["output_dim"] == dim
+            assert m.estimator.named_steps["clf"].n_features_in_ == dim
+    rows = evaluate([tmp_path / "p", tmp_path / "ae"], [feats])
+    assert {r["reducer"] for r in rows} == {"pca:6", "autoencoder:4"}
+    assert {r["kind"] for r in rows if r["test_dataset"] in ("biggan", "gaugan")} == {"within"}
+    # a model of reduced features refuses unreduced ones (and the other way round)
+    model_red = train(str(tmp_path / "red.h5"), "lda", str(tmp_path / "onred.model"), datasets=["biggan"])[0]
+    with pytest.raises(DeepfakeError, match="6-dimensional"):
+        evaluate([model_red.path], [feats])
+    assert evaluate([model_red.path], [str(tmp_path / "red.h5")])
