@@ -1,0 +1,281 @@
+"""Shortcut audit: can real and fake be told apart from file metadata alone, without pixels?
+
+Public fake-image benchmarks are often separable by file format, size or JPEG tables (real photos
+as JPEGs of many sizes, fakes as PNGs of one size). A detector trained on such a set can score
+high by learning the container, not the generator. This module reads only headers -- format,
+JPEG quantisation tables, width, height, EXIF, file size, mode -- fits a small decision tree on
+them with seeded, stratified 5-fold cross-validation and reports its accuracy with a 95% Wilson
+interval, plus each single cue's accuracy so the user sees *which* cue gives the set away.
+
+Flag rule: a dataset is flagged when the lower bound of the 95% Wilson interval of the
+metadata-only CV accuracy exceeds max(0.6, chance + 0.1), where chance is the majority-class
+fraction. The lower bound (not the point estimate) keeps small sets from being flagged by luck;
+the 0.1 margin over chance keeps imbalanced sets from being flagged for their imbalance.
+
+With `align=(SIZE, QUALITY)` the metadata is computed on the images as `extract --align` would
+feed them (resized, centre-cropped, JPEG re-encoded), to show the shortcut is gone.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+
+from deepfake_cli import data as data_mod
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.stats import wilson_interval
+
+FLAG_MIN_LOWER_BOUND = 0.6
+FLAG_MARGIN_OVER_CHANCE = 0.1
+FLAG_RULE = (f"flagged when the 95% Wilson lower bound of the metadata-only CV accuracy exceeds "
+             f"max({FLAG_MIN_LOWER_BOUND}, chance + {FLAG_MARGIN_OVER_CHANCE}); chance = majority-class fraction")
+TREE_DEPTH = 4          # deep enough for "PNG and 256 px", shallow enough to stay a header rule
+SINGLE_CUE_DEPTH = 2    # one feature: a threshold or two
+DEFAULT_FOLDS = 5
+
+# IJG (libjpeg) standard luminance table at quality 50; JPEG quality is estimated from the ratio
+# of a file's luma table to it (the scaling libjpeg and Pillow use when writing `quality=Q`).
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+], dtype=float)
+
+FORMATS = ("JPEG", "PNG", "WEBP")  # others fall in "other"
+
+# Feature columns, each with the cue group it belongs to (shown to the user).
+FEATURES: list[tuple[str, str]] = [
+    ("is_jpeg", "file format"), ("is_png", "file format"), ("is_webp", "file format"),
+    ("is_other_format", "file format"),
+    ("jpeg_quality", "JPEG tables"), ("luma_table_mean", "JPEG tables"),
+    ("chroma_table_mean", "JPEG tables"), ("n_quant_tables", "JPEG tables"),
+    ("chroma_subsampling", "JPEG tables"), ("progressive", "JPEG tables"),
+    ("width", "width"), ("height", "height"), ("aspect_ratio", "aspect ratio"),
+    ("megapixels", "width x height"),
+    ("exif_present", "EXIF"), ("exif_tags", "EXIF"),
+    ("file_size", "file size"), ("bytes_per_pixel", "file size"),
+    ("bits_per_pixel", "mode / bit depth"), ("n_bands", "mode / bit depth"),
+    ("has_alpha", "mode / bit depth"),
+    ("icc_profile", "other header fields"), ("dpi_present", "other header fields"),
+    ("n_info_keys", "other header fields"),
+]
+FEATURE_NAMES = [f for f, _ in FEATURES]
+
+_MODE_BITS = {"1": 1, "L": 8, "P": 8, "RGB": 24, "RGBA": 32, "CMYK": 32, "YCbCr": 24, "LAB": 24,
+              "HSV": 24, "I": 32, "F": 32, "LA": 16, "PA": 16, "RGBa": 32, "La": 16,
+              "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16}
+
+
+@dataclass
+class AuditResult:
+    """One dataset's audit; `to_dict()` is what `audit --json` prints."""
+
+    dataset: str
+    root: str
+    n: int
+    n_real: int
+    n_fake: int
+    metadata_accuracy: float
+    ci_low: float
+    ci_high: float
+    chance: float
+    flagged: bool
+    folds: int
+    cues: list[dict] = field(default_factory=list)          # per cue group, best first
+    features: list[dict] = field(default_factory=list)      # per feature column, best first
+    formats: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> format -> count
+    sizes: dict[str, dict[str, int]] = field(default_factory=dict)    # class -> "WxH" -> count (top 3)
+    skipped: list[dict] = field(default_factory=list)
+    align: str | None = None
+    rule: str = FLAG_RULE
+
+    @property
+    def top_cue(self) -> dict | None:
+        return self.cues[0] if self.cues else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate_jpeg_quality(luma_table) -> float:
+    """libjpeg-style quality (1..100) whose scaled standard table is closest to `luma_table`.
+
+    Uses the ratio of sums, which does not depend on whether the table is in zigzag or natural
+    order. Non-IJG tables (cameras, Photoshop) get the quality of the same average coarseness.
+    """
+    scale = 100.0 * float(np.sum(luma_table)) / float(_IJG_LUMA.sum())
+    if scale <= 0:
+        return 100.0
+    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
+    return float(min(100.0, max(1.0, quality)))
+
+
+def header_features(img: Image.Image, file_size: int) -> dict[str, float]:
+    """Metadata features of an opened (not decoded) image; never reads pixel values."""
+    fmt = (img.format or "").upper()
+    w, h = img.size
+    q = getattr(img, "quantization", None) or {}
+    tables = [np.asarray(q[k], dtype=float) for k in sorted(q)]
+    sampling = -1
+    if fmt == "JPEG":
+        try:
+            sampling = JpegImagePlugin.get_sampling(img)
+        except Exception:  # unusual sampling factors: keep the image, lose this one field
+            sampling = -1
+    try:
+        exif = img.getexif()
+        n_exif = len(exif)
+    except Exception:
+        n_exif = 0
+    mode = img.mode
+    return {
+        "is_jpeg": float(fmt == "JPEG"),
+        "is_png": float(fmt == "PNG"),
+        "is_webp": float(fmt == "WEBP"),
+        "is_other_format": float(fmt not in FORMATS),
+        "jpeg_quality": estimate_jpeg_quality(tables[0]) if tables else -1.0,
+        "luma_table_mean": float(tables[0].mean()) if tables else -1.0,
+        "chroma_table_mean": float(tables[1].mean()) if len(tables) > 1 else -1.0,
+        "n_quant_tables": float(len(tables)),
+        "chroma_subsampling": float(sampling),
+        "progressive": float(bool(img.info.get("progressive") or img.info.get("progression"))),
+        "width": float(w),
+        "height": float(h),
+        "aspect_ratio": float(w) / float(h) if h else 0.0,
+        "megapixels": w * h / 1e6,
+        "exif_present": float(n_exif > 0 or "exif" in img.info),
+        "exif_tags": float(n_exif),
+        "file_size": float(file_size),
+        "bytes_per_pixel": float(file_size) / max(1, w * h),
+        "bits_per_pixel": float(_MODE_BITS.get(mode, 8 * len(img.getbands()))),
+        "n_bands": float(len(img.getbands())),
+        "has_alpha": float("A" in mode or "transparency" in img.info),
+        "icc_profile": float(bool(img.info.get("icc_profile"))),
+        "dpi_present": float("dpi" in img.info),
+        "n_info_keys": float(len(img.info)),
+    }
+
+
+def file_metadata(path: Path, align: tuple[int, int] | None = None) -> tuple[dict[str, float], str, str]:
+    """(features, format, "WxH") of one file; raises data.UnreadableImage.
+
+    Without `align` only the header is parsed. With it, the image is decoded and re-encoded the
+    way `extract --align` prepares it, and the features describe those bytes.
+    """
+    try:
+        if align is None:
+            size = os.path.getsize(path)
+            with Image.open(path) as img:
+                feats = header_features(img, size)
+                return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"
+        from deepfake_cli.transforms import align_image
+
+        rgb = data_mod.load_image(path)
+        aligned = align_image(rgb, align)
+        aligned.info = {}  # a JPEG comment would be carried over; the backbone never sees it
+        buf = io.BytesIO()
+        aligned.save(buf, format="JPEG", quality=int(align[1]))
+        with Image.open(io.BytesIO(buf.getvalue())) as img:
+            feats = header_features(img, len(buf.getvalue()))
+            return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"
+    except data_mod.UnreadableImage:
+        raise
+    except UnidentifiedImageError as exc:
+        raise data_mod.UnreadableImage("not an image") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise data_mod.UnreadableImage(f"unreadable header ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+
+
+def _cv_correct(X: np.ndarray, y: np.ndarray, depth: int, folds: int, seed: int) -> int:
+    """Number of images whose held-out prediction is right under stratified k-fold CV."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.tree import DecisionTreeClassifier
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    clf = DecisionTreeClassifier(max_depth=depth, min_samples_leaf=2, random_state=seed)
+    pred = cross_val_predict(clf, X, y, cv=cv)
+    return int((pred == y).sum())
+
+
+def is_flagged(ci_low: float, chance: float) -> bool:
+    """The flag rule (see the module docstring)."""
+    return bool(ci_low > max(FLAG_MIN_LOWER_BOUND, chance + FLAG_MARGIN_OVER_CHANCE))
+
+
+def audit_dataset(ds: data_mod.DatasetSpec, seed: int = 0, folds: int = DEFAULT_FOLDS,
+                  align: tuple[int, int] | None = None) -> AuditResult:
+    """Audit one discovered dataset (labelled items only; unknown labels are ignored)."""
+    rows, labels, skipped = [], [], []
+    formats: dict[str, Counter] = {"real": Counter(), "fake": Counter()}
+    sizes: dict[str, Counter] = {"real": Counter(), "fake": Counter()}
+    for item in ds.items:
+        if item.label not in (data_mod.REAL, data_mod.FAKE):
+            continue
+        try:
+            feats, fmt, wh = file_metadata(item.path, align)
+        except data_mod.UnreadableImage as exc:
+            skipped.append({"dataset": ds.name, "path": item.rel, "reason": exc.reason})
+            continue
+        cls = data_mod.LABEL_NAMES[item.label]
+        formats[cls][fmt] += 1
+        sizes[cls][wh] += 1
+        rows.append([feats[f] for f in FEATURE_NAMES])
+        labels.append(item.label)
+    y = np.asarray(labels, dtype=int)
+    n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
+    if min(n_real, n_fake) < 2:
+        raise DeepfakeError(f"dataset '{ds.name}' needs at least 2 readable real and 2 fake images "
+                            f"to audit (has {n_real} real, {n_fake} fake).")
+    X = np.asarray(rows, dtype=float)
+    n = len(y)
+    k_folds = min(folds, n_real, n_fake)  # every fold must hold both classes
+    correct = _cv_correct(X, y, TREE_DEPTH, k_folds, seed)
+    low, high = wilson_interval(correct, n)
+    chance = max(n_real, n_fake) / n
+
+    features = []
+    for j, (fname, group) in enumerate(FEATURES):
+        col = X[:, j:j + 1]
+        if np.all(col == col[0]):
+            k = max(n_real, n_fake)  # a constant column can only predict the majority class
+        else:
+            k = _cv_correct(col, y, SINGLE_CUE_DEPTH, k_folds, seed)
+        lo, hi = wilson_interval(k, n)
+        features.append({"feature": fname, "cue": group, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
+    features.sort(key=lambda r: -r["accuracy"])
+    cues: dict[str, dict] = {}
+    for r in features:  # sorted, so the first of each group is its best column
+        cues.setdefault(r["cue"], {"cue": r["cue"], "feature": r["feature"], "accuracy": r["accuracy"],
+                                   "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+    return AuditResult(
+        dataset=ds.name, root=str(ds.root), n=n, n_real=n_real, n_fake=n_fake,
+        metadata_accuracy=correct / n, ci_low=low, ci_high=high, chance=chance,
+        flagged=is_flagged(low, chance), folds=k_folds, cues=list(cues.values()), features=features,
+        formats={c: dict(v.most_common()) for c, v in formats.items()},
+        sizes={c: dict(v.most_common(3)) for c, v in sizes.items()},
+        skipped=skipped, align=None if align is None else f"{align[0]}:{align[1]}",
+    )
+
+
+def audit(specs: list[str], seed: int = 0, folds: int = DEFAULT_FOLDS, align: str | None = None) -> list[AuditResult]:
+    """Audit every `[NAME=]PATH` dataset; `align` is `SIZE:QUALITY` as for `extract --align`."""
+    from deepfake_cli.transforms import parse_align
+
+    if folds < 2:
+        raise DeepfakeError("--folds must be at least 2.")
+    align_t = parse_align(align)
+    datasets = data_mod.discover_many(list(specs))
+    results = []
+    for ds in datasets:
+        if not any(it.label in (data_mod.REAL, data_mod.FAKE) for it in ds.items):
+            raise DeepfakeError(f"dataset '{ds.name}' has no real/ or fake/ (or 0_real/, 1_fake/) folders to audit.")
+        results.append(audit_dataset(ds, seed=seed, folds=folds, align=align_t))
+    return results
+

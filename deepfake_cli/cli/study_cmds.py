@@ -1,0 +1,135 @@
+"""`deepfake study`, `deepfake report` and `deepfake audit`: grid runs, figures, shortcut audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from deepfake_cli.cli.common import console, err_console
+
+
+def _json_safe(obj):
+    """NaN is not JSON: None instead, recursively."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def audit_cmd(
+    datasets: Annotated[list[str], typer.Argument(
+        metavar="[NAME=]PATH...",
+        help="Datasets: folders with real/ and fake/ (or 0_real/ and 1_fake/) below them, optionally named NAME=PATH.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per dataset, one per line.")] = False,
+    align: Annotated[Optional[str], typer.Option(
+        "--align", metavar="SIZE:QUALITY",
+        help="Audit the images as `extract --align SIZE:QUALITY` would feed them (resized, cropped, JPEG re-encoded).")] = None,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and the trees.")] = 0,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many single cues to list per dataset.")] = 3,
+) -> None:
+    """Shortcut audit: can file metadata alone (no pixels) tell real from fake?
+
+    Header fields only: format, JPEG tables, size, EXIF, file size, mode. A depth-4 decision tree on those header fields is cross-validated (stratified, seeded). A dataset
+    is FLAGGED when the 95% Wilson lower bound of its accuracy exceeds max(0.6, chance + 0.1):
+    a detector trained on it can score high without learning anything about generation.
+    """
+    from deepfake_cli.audit import audit
+    from deepfake_cli.stats import format_accuracy
+
+    results = audit(datasets, seed=seed, folds=folds, align=align)
+    if json_out:
+        for r in results:
+            typer.echo(json.dumps(_json_safe(r.to_dict()), sort_keys=False))
+        return
+
+    from rich.panel import Panel
+    from rich.table import Table
+
+    title = "Shortcut audit: metadata-only classifier (no pixels)"
+    if align:
+        title += f", images aligned to {align}"
+    table = Table(title=title, show_lines=False)
+    table.add_column("dataset", overflow="fold")
+    table.add_column("real/fake", justify="right")
+    table.add_column("metadata accuracy\n[95% CI] n", justify="right")
+    table.add_column("chance", justify="right")
+    table.add_column("strongest single cues")
+    table.add_column("verdict")
+    for r in results:
+        # Cues no better than chance are noise in this column.
+        above = [c for c in r.cues[:top] if c["accuracy"] > r.chance + 0.02]
+        cues = "\n".join(f"{c['cue']} {c['accuracy']:.2f}" for c in above) or "[dim]none above chance[/]"
+        verdict = "[bold red]FLAGGED[/]" if r.flagged else "[green]ok[/]"
+        table.add_row(r.dataset, f"{r.n_real}/{r.n_fake}", format_accuracy(r.metadata_accuracy, r.n, r.ci_low, r.ci_high),
+                      f"{r.chance:.2f}", cues, verdict)
+    console.print(table)
+    for r in results:
+        if r.skipped:
+            err_console.print(f"[yellow]{r.dataset}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
+                              f"{r.skipped[0]['path']}: {r.skipped[0]['reason']}", highlight=False)
+        if not r.flagged:
+            continue
+        fmts = ", ".join(f"{cls}: " + ", ".join(f"{k} {v}" for k, v in r.formats[cls].items()) for cls in ("real", "fake"))
+        sizes = ", ".join(f"{cls}: " + ", ".join(r.sizes[cls]) for cls in ("real", "fake"))
+        best = r.cues[0]
+        console.print(Panel(
+            f"[bold]{r.dataset}[/]: real and fake can be told apart from file metadata alone with accuracy "
+            f"{r.metadata_accuracy:.3f} (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, n={r.n}, chance {r.chance:.2f}).\n"
+            f"Strongest single cue: {best['cue']} ({best['feature']}), accuracy {best['accuracy']:.3f}.\n"
+            f"Formats: {fmts}.\nMost common sizes: {sizes}.\n"
+            "A detector trained or tested on this set may learn the file container instead of generation "
+            "traces. Report results with both classes brought to one size and encoding too: "
+            "`deepfake extract ... --align SIZE:QUALITY` (check with `deepfake audit --align SIZE:QUALITY`).",
+            title="[bold red]WARNING: shortcut in dataset[/]", border_style="red"))
+    console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
+
+
+
+
+def study_cmd(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Study TOML (see examples/study.toml).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder: caches, results.csv/.json, figures/, report.md.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for reducers and cells.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a grid study: backbones x transforms x reducers x classifiers, within and cross dataset.
+
+    Every finished piece (features, reducers, models, evaluated cells) is cached under --out:
+    rerunning the same command resumes and redoes nothing that is done."""
+    from deepfake_cli.study import run_study
+
+    s = run_study(config, out, jobs=jobs, progress=not quiet)
+    console.print(
+        f"features: {s.features_extracted} extracted, {s.features_combined} combined, {s.features_reused} reused; "
+        f"reducers: {s.reducers_fitted} fitted, {s.reducers_reused} reused; "
+        f"cells: {s.cells_trained} trained, {s.cells_evaluated} evaluated, {s.cells_reused} reused "
+        f"({s.seconds:.0f} s)", highlight=False)
+    console.print(f"{s.n_rows} result rows -> {s.results_csv} and {s.results_json}", highlight=False)
+    if s.report:
+        console.print(f"report -> {s.report} (figures in {s.out / 'figures'})", highlight=False)
+
+
+def report_cmd(
+    results: Annotated[Path, typer.Argument(metavar="RESULTS_CSV", help="results.csv of `study` (or eval.csv of `eval`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for figures/ and report.md.")],
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Study TOML to embed in the report (default: config.toml beside RESULTS_CSV).")] = None,
+) -> None:
+    """Draw the study figures (PNG and SVG) and report.md from a results table alone."""
+    from deepfake_cli.report import render_report
+
+    path = render_report(results, out, config_path=config)
+    console.print(f"report -> {path} (figures in {Path(out) / 'figures'})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("study")(study_cmd)
+    app.command("report")(report_cmd)
+    app.command("audit")(audit_cmd)

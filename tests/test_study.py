@@ -1,0 +1,189 @@
+"""The grid runner on real images: caching, restart, keys, parallel cells, CLI."""
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import copy_subset, shared_set
+from typer.testing import CliRunner
+
+from deepfake_cli.cli import app
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.features import compatibility_key, read_features
+from deepfake_cli.stats import wilson_interval
+from deepfake_cli.study import combine_features, feature_key, load_config, plan, run_study
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _config(path: Path, test_transforms='["none", "blur@1"]', extra_grid="") -> Path:
+    path.write_text(f"""
+[study]
+seed = 0
+test_size = 0.3
+cross_dataset = true
+device = "cpu"
+batch_size = 8
+
+[datasets]
+biggan = "data/biggan"
+cifake = {{ real = "data/cifake/real", fake = "data/cifake/fake" }}
+
+[grid]
+backbones = ["lowlevel"]
+train_transforms = ["none"]
+test_transforms = {test_transforms}
+reducers = ["none", "pca:4"]
+classifiers = ["lda", "naive-bayes"]
+{extra_grid}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    copy_subset(shared_set("forensynths_biggan"), root / "data" / "biggan", 8)
+    copy_subset(shared_set("cifake_sd14"), root / "data" / "cifake", 8)
+    cfg = _config(root / "study.toml")
+    summary = run_study(cfg, root / "out", progress=False)
+    return root, cfg, summary
+
+
+def _rows(csv_path):
+    with open(csv_path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_first_run_results_and_figures(study):
+    root, cfg, s = study
+    # 2 datasets x 2 transforms of one backbone; 2 pca fits; 2 datasets x 2 reducers x 2 classifiers.
+    assert (s.features_extracted, s.reducers_fitted, s.cells_trained) == (4, 2, 8)
+    rows = _rows(s.results_csv)
+    assert len(rows) == 8 * 2 * 2 == s.n_rows  # cells x test transforms x test datasets
+    assert {r["kind"] for r in rows} == {"within", "cross"}
+    assert {r["test_transform"] for r in rows} == {"none", "blur@1"}
+    assert {r["reducer"] for r in rows} == {"none", "pca:4"}
+    for r in rows:
+        n, acc = int(r["n"]), float(r["accuracy"])
+        assert (r["kind"] == "within") == (r["train_datasets"] == r["test_dataset"])
+        lo, hi = wilson_interval(round(acc * n), n)
+        assert float(r["accuracy_ci_low"]) == pytest.approx(lo) and float(r["accuracy_ci_high"]) == pytest.approx(hi)
+        assert r["cell"] and r["layers"] == "last" and r["seed"] == "0"
+    # within rows are the held-out part only (30% of 8 per class), cross rows the whole other set
+    assert {int(r["n"]) for r in rows if r["kind"] == "within"} == {4}
+    assert all(int(r["n"]) == 16 for r in rows if r["kind"] == "cross")
+    js = json.loads(s.results_json.read_text())
+    assert len(js) == len(rows) and js[0]["cell"] == rows[0]["cell"]
+    for name in ("transforms", "reducers", "classifiers", "cross_dataset"):
+        assert (s.out / "figures" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    assert "one backbone (lowlevel)" in s.report.read_text()
+
+
+def test_rerun_reuses_everything_and_restart_redoes_only_missing(study):
+    root, cfg, first = study
+    again = run_study(cfg, root / "out", progress=False)
+    assert (again.features_extracted, again.reducers_fitted, again.cells_trained, again.cells_evaluated) == (0, 0, 0, 0)
+    assert again.cells_reused == 8 and again.features_reused == 4
+    assert _rows(again.results_csv) == _rows(first.results_csv)
+
+    # Simulate a run stopped half-way: one cell never finished, one feature file never written.
+    cell = sorted((root / "out" / "cells").glob("*.json"))[0]
+    (root / "out" / "models" / (cell.stem + ".model")).unlink()
+    cell.unlink()
+    sorted((root / "out" / "features").glob("cifake__*__blur-1__*.h5"))[0].unlink()
+    third = run_study(cfg, root / "out", progress=False)
+    assert (third.features_extracted, third.cells_trained, third.cells_evaluated, third.cells_reused) == (1, 1, 1, 7)
+    assert third.reducers_fitted == 0
+    assert _rows(third.results_csv) == _rows(first.results_csv)  # seeded: the same numbers again
+
+
+def test_new_test_transform_extracts_and_evaluates_without_retraining(study, tmp_path):
+    root, _, first = study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    cfg = _config(root / "study_jpeg.toml", test_transforms='["none", "blur@1", "jpeg:50"]')
+    s = run_study(cfg, out, progress=False)
+    assert s.features_extracted == 2  # jpeg:50 of the two datasets
+    assert s.cells_trained == 0 and s.cells_evaluated == 8 and s.reducers_fitted == 0
+    rows = _rows(s.results_csv)
+    assert len(rows) == 8 * 3 * 2
+    assert {r["test_transform"] for r in rows} == {"none", "blur@1", "jpeg:50"}
+
+
+def test_parallel_jobs_give_the_same_results(study, tmp_path):
+    root, cfg, first = study
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copytree(root / "out" / "features", out / "features")  # reuse features, retrain everything
+    s = run_study(cfg, out, jobs=2, progress=False)
+    assert s.features_extracted == 0 and s.cells_trained == 8 and s.reducers_fitted == 2
+    key = lambda r: (r["cell"], r["test_dataset"], r["test_transform"])  # noqa: E731
+    a = {key(r): r["accuracy"] for r in _rows(first.results_csv)}
+    b = {key(r): r["accuracy"] for r in _rows(s.results_csv)}
+    assert a == b
+
+
+def test_cache_keys(study):
+    root, cfg_path, _ = study
+    cfg = load_config(cfg_path)
+    ds = cfg.datasets[0]
+    k = feature_key(cfg, ds, "lowlevel", "last", "none")
+    assert k == feature_key(load_config(cfg_path), ds, "lowlevel", "last", "none")  # same config, same key
+    assert k != feature_key(cfg, ds, "lowlevel", "last", "blur@1")                  # transform
+    assert k != feature_key(replace(cfg, align="64:90"), ds, "lowlevel", "last", "none")  # align
+    assert k != feature_key(cfg, ds, "effnet-lite0", "last", "none")                # backbone
+    assert k != feature_key(cfg, cfg.datasets[1], "lowlevel", "last", "none")       # dataset
+    assert k == feature_key(replace(cfg, classifiers=["svm"], reducers=[("pca", 2)]), ds, "lowlevel", "last", "none")
+    features, cells = plan(cfg)
+    assert len(features) == 4 and len(cells) == 8 and len({c.key for c in cells}) == 8
+
+
+def test_combined_backbone_equals_direct_extraction(tmp_path):
+    from deepfake_cli.extract import extract
+
+    data = copy_subset(shared_set("forensynths_biggan"), tmp_path / "bg", 3)
+    files = []
+    for bb in ("lowlevel", "effnet-lite0"):
+        extract([str(data)], bb, str(tmp_path / f"{bb}.h5"), device="cpu", batch_size=8)
+        files.append(tmp_path / f"{bb}.h5")
+    combine_features(files, tmp_path / "combined.h5")
+    extract([str(data)], "lowlevel+effnet-lite0", str(tmp_path / "direct.h5"), device="cpu", batch_size=8)
+    a, b = read_features(tmp_path / "combined.h5"), read_features(tmp_path / "direct.h5")
+    assert compatibility_key(a.meta) == compatibility_key(b.meta)
+    assert a.meta["dim"] == b.meta["dim"] == a.X.shape[1]
+    order = np.argsort(b.path)
+    assert list(a.path[np.argsort(a.path)]) == list(b.path[order])
+    np.testing.assert_allclose(a.X[np.argsort(a.path)], b.X[order], rtol=1e-4, atol=1e-5)
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[datasets]\na = "x"\n[grid]\nbackbones = ["nope"]\nclassifiers = ["lda"]\n')
+    with pytest.raises(DeepfakeError, match="Unknown backbone"):
+        load_config(bad)
+    bad.write_text('[datasets]\na = "x"\n[grid]\nbackbones = ["lowlevel"]\nclassifiers = ["lda"]\nreducers = ["tsne:2"]\n')
+    with pytest.raises(DeepfakeError, match="unknown reducer"):
+        load_config(bad)
+    bad.write_text('[study]\nsed = 1\n[datasets]\na = "x"\n[grid]\nbackbones = ["lowlevel"]\nclassifiers = ["lda"]\n')
+    with pytest.raises(DeepfakeError, match="unknown key"):
+        load_config(bad)
+    with pytest.raises(DeepfakeError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_example_config_is_valid():
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "study.toml")
+    assert {"lowlevel", "effnet-lite0"} <= set(cfg.singles)
+    assert all(Path(d.path or d.real).exists() for d in cfg.datasets)
+
+
+def test_cli_study_resumes(study):
+    root, cfg, _ = study
+    res = CliRunner().invoke(app, ["study", str(cfg), "--out", str(root / "out"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "0 trained" in res.output and "8 reused" in res.output
