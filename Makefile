@@ -27,13 +27,26 @@ install: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest -q
 
-# The whole pipeline on the bundled example images, offline, as far as the stages exist.
+# The whole pipeline on the bundled example images, offline: audit, extract, reduce, train on one
+# generator, eval within and across datasets, predict on raw images. Rerunning reuses the features.
+DEMO_SETS := cifake=examples/data/cifake_sd14 biggan=examples/data/forensynths_biggan \
+	stylegan=examples/data/forensynths_stylegan
 demo: install
 	mkdir -p $(DEMO)
 	$(DEEPFAKE) backbones
-	$(DEEPFAKE) extract examples/data/cifake_sd14 examples/data/forensynths_biggan examples/data/forensynths_stylegan \
-		--backbone $(BACKBONE) --layers all --out $(DEMO)/features.h5
+	$(DEEPFAKE) audit $(DEMO_SETS)
+	$(DEEPFAKE) extract $(DEMO_SETS) --backbone $(BACKBONE) --layers all --out $(DEMO)/features.h5
 	$(DEEPFAKE) info $(DEMO)/features.h5
+	$(DEEPFAKE) reduce $(DEMO)/features.h5 --method pca --dim 32 --out $(DEMO)/pca32.reducer
+	$(DEEPFAKE) train $(DEMO)/features.h5 --classifier lda,svm,knn3,linear-probe --reducer $(DEMO)/pca32.reducer \
+		--datasets cifake --out $(DEMO)/models_cifake
+	$(DEEPFAKE) train $(DEMO)/features.h5 --classifier lda,svm,knn3,linear-probe --reducer $(DEMO)/pca32.reducer \
+		--datasets biggan --out $(DEMO)/models_biggan
+	$(DEEPFAKE) predict $(DEMO)/models_biggan/lda.model examples/data/forensynths_stylegan \
+		--out $(DEMO)/predictions.csv
+	head -n 5 $(DEMO)/predictions.csv
+	$(DEEPFAKE) eval $(DEMO)/models_cifake $(DEMO)/models_biggan --features $(DEMO)/features.h5 --out $(DEMO)/eval
+	@echo "demo outputs in $(DEMO)/: features.h5, models_*/, eval/eval.{csv,json,md}, predictions.csv"
 
 bench: install
 	$(BIN)/python benchmarks/bench_extract.py

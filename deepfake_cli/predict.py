@@ -94,7 +94,8 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
     bad: dict[Path, str] = {}
     for group in groups.values():
         meta = group[0].meta
-        pretrained = meta.get("weights_id") != "random"
+        # Random weights (speed runs) are rebuilt from their seed; a combination marks each member.
+        pretrained = "random" not in str(meta.get("weights_id", "")).split("+")
         bb = create_backbone(meta["backbone"], weights=weights if pretrained else None, device=_device(device),
                              layers=meta.get("layers") or "last", pretrained=pretrained)
         for m in group:
