@@ -140,6 +140,12 @@ def test_robustness_features_with_another_transform_are_accepted(models, store, 
     plain = [r for r in rows if r["test_transform"] == "none" and r["test_dataset"] == "biggan"]
     assert len(jrows) == 1 and jrows[0]["kind"] == "within" and jrows[0]["train_transform"] == "none"
     assert jrows[0]["n"] == plain[0]["n"]  # the held-out images were found by content hash
+    # The documented CLI shape: several feature files after one --features.
+    res = runner.invoke(app, ["eval", str(models / "knn1.model"), "--features", str(store["features"]), str(jpeg),
+                              "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "ev" / "eval.csv") as f:
+        assert {r["test_transform"] for r in csv.DictReader(f)} == {"none", "jpeg:75"}
 
 
 def test_refusals(models, store, tmp_path):

@@ -110,14 +110,32 @@ def _ci(low, high) -> str:
     return f"{low:.2f}-{high:.2f}"
 
 
+def _split_feature_files(models: list[Path], features: list[Path]) -> tuple[list[Path], list[Path]]:
+    import h5py
+
+    kept = []
+    for m in models:
+        if m.is_file() and h5py.is_hdf5(m):
+            features.append(m)
+        else:
+            kept.append(m)
+    if not kept:
+        raise DeepfakeError("no model given: pass model files or folders before --features.")
+    return kept, features
+
+
 def eval_cmd(
     models: Annotated[list[Path], typer.Argument(help="Model files, or folders of *.model files.")],
-    features: Annotated[list[Path], typer.Option("--features", "-f", help="Feature file(s) to score on (repeat the option).")] = ...,
+    features: Annotated[list[Path], typer.Option("--features", "-f", help="Feature file(s) to score on: "
+                                                 "`--features A.h5 B.h5` or `-f A.h5 -f B.h5`.")] = ...,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for eval.csv, eval.json, eval.md, eval_images.csv.")] = None,
 ) -> None:
     """Score models within-dataset (their held-out images) and cross-dataset (all images of other datasets)."""
     from deepfake_cli.evaluate import evaluate, matrix, write_outputs
 
+    # `--features A.h5 B.h5` (the documented shape) leaves B.h5 among the positional models: an
+    # HDF5 file is never a model (those are skops zip archives), so it goes back to the features.
+    models, features = _split_feature_files(models, list(features))
     per_image: list = []
     rows = evaluate([str(m) for m in models], [str(f) for f in features], per_image=per_image)
     if not rows:
