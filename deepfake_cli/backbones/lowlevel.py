@@ -56,11 +56,20 @@ def _moments(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, std, skew, kurt], dim=-1)
 
 
+# Devillard's 19-comparison median-of-9 network: exact, and on a batch of images far faster than
+# sorting unfolded 3x3 patches (which dominated the whole backbone's time).
+_MED9 = ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3), (5, 8), (4, 7),
+         (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2))
+
+
 def _median3(x: torch.Tensor) -> torch.Tensor:
     """3x3 median filter of (B, C, H, W) with reflected borders."""
-    b, c, h, w = x.shape
-    patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="reflect").reshape(b * c, 1, h + 2, w + 2), kernel_size=3)
-    return patches.median(dim=1).values.reshape(b, c, h, w)
+    h, w = x.shape[-2:]
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    v = [p[..., i:i + h, j:j + w] for i in range(3) for j in range(3)]
+    for a, b in _MED9:
+        v[a], v[b] = torch.minimum(v[a], v[b]), torch.maximum(v[a], v[b])
+    return v[4]
 
 
 class LowLevelCues(Backbone):
@@ -103,7 +112,9 @@ class LowLevelCues(Backbone):
         per_channel = torch.cat([m[..., 1], flat.abs().mean(-1), m[..., 3]], dim=1)  # (B, 9)
         gres = (grey - _median3(grey[:, None])[:, 0]).reshape(b, -1)
         idx = ((gres.clamp(-HIST_RANGE, HIST_RANGE * (1 - 1e-6)) + HIST_RANGE) / (2 * HIST_RANGE) * N_HIST).long()
-        hist = F.one_hot(idx, N_HIST).float().mean(1)
+        offsets = torch.arange(b, device=idx.device)[:, None] * N_HIST
+        hist = torch.bincount((idx + offsets).flatten(), minlength=b * N_HIST).reshape(b, N_HIST).float()
+        hist = hist / idx.shape[1]
         r2 = gres.reshape(b, SIZE, SIZE)
         r2 = r2 - r2.mean(dim=(1, 2), keepdim=True)
         var = (r2 * r2).mean(dim=(1, 2)).clamp_min(1e-12)
