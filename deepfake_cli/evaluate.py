@@ -14,8 +14,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,26 +22,14 @@ from deepfake_cli.artifacts import Model, load_model, model_paths
 from deepfake_cli.classifiers import binary_scores
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+from deepfake_cli.fileio import atomic_write_text
+from deepfake_cli.stats import wilson_interval
 
 COLUMNS = ["model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
            "train_transform", "test_transform", "n", "n_real", "n_fake", "accuracy", "accuracy_ci_low",
            "accuracy_ci_high", "accuracy_real", "accuracy_fake", "balanced_accuracy", "roc_auc",
            "average_precision", "threshold", "accuracy_at_0_5"]
 EXTRA_COLUMNS = ["features", "n_excluded_trained"]
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    try:
-        from deepfake_cli.stats import wilson_interval
-    except ImportError:  # stats.py is another module's job; the formula is short enough to keep here
-        if n == 0:
-            return math.nan, math.nan
-        z, p = 1.96, k / n
-        d = 1 + z * z / n
-        c = (p + z * z / (2 * n)) / d
-        h = z / d * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-        return max(0.0, c - h), min(1.0, c + h)
-    return wilson_interval(k, n)
 
 
 def check_compatible(model: Model, meta: dict, features_name: str, n_dims: int) -> None:
@@ -121,7 +107,7 @@ def evaluate(models, feature_files, per_image: list | None = None) -> list[dict]
 def _row(model: Model, fname: str, fmeta: dict, ds: str, kind: str, y, p, excluded: int) -> dict:
     thr = model.threshold
     s = binary_scores(y, p, thr)
-    low, high = _wilson(s["n_correct"], s["n"])
+    low, high = wilson_interval(s["n_correct"], s["n"])
     red = model.meta.get("reducer") or {}
     reducer = red.get("method", "none")
     if reducer != "none" and red.get("output_dim"):
@@ -205,17 +191,5 @@ def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None)
                                                       "label", "p_fake"], digits=None)
     written = []
     for name, text in files.items():
-        written.append(_atomic_text(out / name, text))
+        written.append(atomic_write_text(out / name, text))
     return written
-
-
-def _atomic_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

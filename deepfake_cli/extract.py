@@ -31,6 +31,7 @@ from deepfake_cli.data import LABEL_NAMES, DatasetSpec, ImageItem, UnreadableIma
     find_duplicates, read_image
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import APPEND_KEYS, FeatureFileWriter, describe, iter_rows, mismatch, read_meta
+from deepfake_cli.fileio import atomic_write_text
 from deepfake_cli.transforms import Transform, align_image, normalize_transform, parse_align
 
 
@@ -252,7 +253,7 @@ def extract(inputs: list[str], backbone: str, out: str, transform: str = "none",
                 f"an unfinished extraction with other arguments exists in {parts_dir}; rerun it with the "
                 "same arguments to finish it, or pass --overwrite to start again.")
     else:
-        _atomic_write(sig_file, json.dumps({"signature": sig, "meta": meta}))
+        atomic_write_text(sig_file, json.dumps({"signature": sig, "meta": meta}))
     done = {int(p.stem.split("_")[1]) for p in parts_dir.glob("batch_*.npz")}
     todo = [b for b in batches if b[0] not in done]
     summary.resumed_batches = len(done)
@@ -276,12 +277,6 @@ def extract(inputs: list[str], backbone: str, out: str, transform: str = "none",
     timings["write"] += time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return summary
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _save_shard(path: Path, ok_idx, shas, feats, bad) -> None:

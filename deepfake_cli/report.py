@@ -335,7 +335,7 @@ def render_report(results_csv: str | os.PathLike, out_dir: str | os.PathLike,
         figures.append(fig)
 
     cfg = _find_config(results_csv, config_path)
-    md = [f"# Detection study report", "",
+    md = ["# Detection study report", "",
           f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from `{results_csv}` "
           f"({len(rows)} result rows: {len(levels(rows, 'backbone'))} backbone(s), {len(levels(rows, 'classifier'))} "
           f"classifier(s), {len(levels(rows, 'reducer'))} reducer(s), {len(levels(rows, 'test_dataset'))} test dataset(s)).",

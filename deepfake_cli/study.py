@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.fileio import atomic_write_text
 
 STUDY_KEYS = {"seed", "test_size", "val_size", "align", "cross_dataset", "device", "batch_size",
               "autoencoder_epochs", "weights"}
@@ -299,18 +299,6 @@ def plan(cfg: StudyConfig) -> tuple[dict[str, FeatureJob], list[Cell]]:
 # file helpers
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _complete_features(path: Path) -> bool:
     if not path.is_file():
         return False
@@ -443,7 +431,7 @@ def run_cell_unit(cell: dict, study_dir: str, test_size: float, val_size: float,
         for k, rs in by_file.items():
             record["rows"][k] = [_json_safe(dict(r, **factors, features=f"features/{k}.h5")) for r in rs]
         record["factors"] = factors
-        _atomic_text(cell_path, json.dumps(record, indent=1))
+        atomic_write_text(cell_path, json.dumps(record, indent=1))
     return {"key": cell["key"], "trained": trained, "evaluated": len(todo), "record": record}
 
 
@@ -495,7 +483,7 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
     out = Path(out_dir)
     for sub in ("features", "reducers", "models", "cells"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "config.toml", cfg.path.read_text())
+    atomic_write_text(out / "config.toml", cfg.path.read_text())
     features, cells = plan(cfg)
     fdir = out / "features"
     summary = StudySummary(out, out / "results.csv", out / "results.json", None, 0)
@@ -634,6 +622,6 @@ def write_results(rows: list[dict], csv_path: Path, json_path: Path) -> None:
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else (repr(r[k]) if isinstance(r.get(k), float) else r.get(k)))
                     for k in cols})
-    _atomic_text(csv_path, buf.getvalue())
-    _atomic_text(json_path, json.dumps([_json_safe(r) for r in rows], indent=1) + "\n")
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_text(json_path, json.dumps([_json_safe(r) for r in rows], indent=1) + "\n")
 
