@@ -153,9 +153,8 @@ def embed_images(backbone, paths, transform: str = "none", seed: int = 0, align:
                  batch_size: int = 32, device: str = "auto", workers: int | None = None):
     """Features for loose image files, exactly as `extract` computes them (used by `predict`).
 
-    Yields (paths, sha256s, features) per batch; unreadable files come as (path, reason) in the
-    `skipped` list attribute of the returned generator's owner: call as
-    `for kind, payload in embed_images(...)` with kind 'batch' or 'skipped'.
+    Yields ("batch", (paths, sha256s, features)) per batch and ("skipped", (path, reason)) per
+    unreadable file, in input order.
     """
     dev = resolve_device(device)
     paths = [Path(p) for p in paths]
