@@ -177,3 +177,12 @@ def test_backbones_command_lists_registry():
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert {"effnet-lite0", "lowlevel", "clip-vit-b16", "dino-vit-b16", "dino-resnet50"} <= set(rows)
     assert rows["effnet-lite0"]["weights_present"] is True
+
+
+def test_version_and_help():
+    from deepfake_cli import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+    res = runner.invoke(app, ["extract", "--help"])
+    assert res.exit_code == 0 and "--backbone" in res.output and "--transform" in res.output

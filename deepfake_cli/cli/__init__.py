@@ -6,11 +6,13 @@ stages so that scripts can call the same functions.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from typer.core import TyperGroup
 
 from deepfake_cli.cli import extract_cmds, model_cmds, study_cmds
-from deepfake_cli.cli.common import console, err_console  # noqa: F401  (re-exported)
+from deepfake_cli.cli.common import console, err_console
 from deepfake_cli.errors import DeepfakeError
 
 
@@ -36,6 +38,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from deepfake_cli import __version__
+
+        console.print(f"deepfake-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Tell real photos from generated images: frozen pretrained backbones + classical classifiers."""
+
 
 extract_cmds.register(app)
 model_cmds.register(app)
