@@ -46,13 +46,13 @@ class ExtractSummary:
     duplicates: list = field(default_factory=list)
     already_present: list = field(default_factory=list)
     resumed_batches: int = 0
+    n_processed: int = 0  # images read and run through the model by this call (not resumed ones)
     seconds: dict = field(default_factory=lambda: {"read": 0.0, "model": 0.0, "write": 0.0, "total": 0.0})
     device: str = "cpu"
 
     @property
     def images_per_second(self) -> float:
-        done = self.n_written + self.n_skipped
-        return done / self.seconds["total"] if self.seconds["total"] > 0 else 0.0
+        return self.n_processed / self.seconds["total"] if self.seconds["total"] > 0 else 0.0
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -268,6 +268,7 @@ def extract(inputs: list[str], backbone: str, out: str, transform: str = "none",
                     [(i, s, r) for i, s, r in bad])
         timings["write"] += time.perf_counter() - t0
         n_done += len(ok_idx) + len(bad)
+        summary.n_processed += len(ok_idx) + len(bad)
         if progress:
             progress(n_done, len(items))
 
