@@ -399,9 +399,14 @@ def fit_reducer_unit(split_file: str, reducer: tuple[str, int | None], out: str,
     from deepfake_cli.reduce import reduce
 
     method, dim = reducer
-    reduce(split_file, method, out, dim=dim, epochs=epochs if method == "autoencoder" else None, seed=seed,
-           device=device)
-    return out
+    # One reducer that cannot be fitted (e.g. pca:64 on 28 images) must not end a long grid:
+    # it is reported, and the cells that need it are left out.
+    try:
+        reduce(split_file, method, out, dim=dim, epochs=epochs if method == "autoencoder" else None, seed=seed,
+               device=device)
+    except DeepfakeError as exc:
+        return {"out": out, "error": str(exc)}
+    return {"out": out, "error": None}
 
 
 def run_cell_unit(cell: dict, study_dir: str, test_size: float, val_size: float, seed: int,
@@ -415,16 +420,19 @@ def run_cell_unit(cell: dict, study_dir: str, test_size: float, val_size: float,
     cell_path = d / "cells" / f"{cell['key']}.json"
     record = json.loads(cell_path.read_text()) if cell_path.is_file() else {"key": cell["key"], "rows": {}}
     trained = False
-    if not model_path.is_file():
-        reducer = str(d / "reducers" / f"{cell['reducer_key']}.reducer") if cell["reducer_key"] else None
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        train(str(d / "features" / f"{cell['train_fkey']}.h5"), [cell["classifier"]], str(model_path),
-              reducer=reducer, test_size=test_size, val_size=val_size, seed=seed, device="cpu")
-        trained = True
-    todo = [k for k in cell["test_fkeys"] if k not in record["rows"]]
-    if todo:
+    try:
+        if not model_path.is_file():
+            reducer = str(d / "reducers" / f"{cell['reducer_key']}.reducer") if cell["reducer_key"] else None
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            train(str(d / "features" / f"{cell['train_fkey']}.h5"), [cell["classifier"]], str(model_path),
+                  reducer=reducer, test_size=test_size, val_size=val_size, seed=seed, device="cpu")
+            trained = True
+        todo = [k for k in cell["test_fkeys"] if k not in record["rows"]]
         files = [str(d / "features" / f"{k}.h5") for k in todo]
-        rows = evaluate([str(model_path)], files)
+        rows = evaluate([str(model_path)], files) if todo else []
+    except DeepfakeError as exc:  # reported with the cell's factors; the rest of the grid goes on
+        return {"key": cell["key"], "trained": False, "evaluated": 0, "record": None, "error": str(exc)}
+    if todo:
         by_file: dict[str, list] = {k: [] for k in todo}
         for r in rows:
             by_file[Path(r["features"]).name[:-3]].append(r)
@@ -432,7 +440,7 @@ def run_cell_unit(cell: dict, study_dir: str, test_size: float, val_size: float,
             record["rows"][k] = [_json_safe(dict(r, **factors, features=f"features/{k}.h5")) for r in rs]
         record["factors"] = factors
         atomic_write_text(cell_path, json.dumps(record, indent=1))
-    return {"key": cell["key"], "trained": trained, "evaluated": len(todo), "record": record}
+    return {"key": cell["key"], "trained": trained, "evaluated": len(todo), "record": record, "error": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +463,7 @@ class StudySummary:
     cells_evaluated: int = 0
     cells_reused: int = 0
     seconds: float = 0.0
+    failures: list = field(default_factory=list)  # {"what", "key", "error"} of units that could not run
 
 
 def _parallel(fn, jobs: int, arg_list: list[tuple], on_done):
@@ -550,8 +559,15 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
             todo_red.append((str(split), red, str(out / "reducers" / f"{rk}.reducer"), cfg.seed,
                              cfg.autoencoder_epochs, "cpu" if jobs > 1 else cfg.device))
 
-        def red_done(_):
-            summary.reducers_fitted += 1
+        failed_reducers: dict[str, str] = {}
+
+        def red_done(res):
+            if res["error"]:
+                rk = Path(res["out"]).stem
+                failed_reducers[rk] = res["error"]
+                summary.failures.append({"what": "reducer", "key": rk, "error": res["error"]})
+            else:
+                summary.reducers_fitted += 1
             prog.advance(t_red)
 
         _parallel(fit_reducer_unit, jobs, todo_red, red_done)
@@ -569,6 +585,11 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
                     summary.cells_reused += 1
                     prog.advance(t_cells)
                     continue
+            if c.reducer_key in failed_reducers:
+                summary.failures.append({"what": "cell", "key": c.key,
+                                         "error": f"its reducer could not be fitted: {failed_reducers[c.reducer_key]}"})
+                prog.advance(t_cells)
+                continue
             factors = {"cell": c.key, "train_dataset": c.dataset, "layers": c.layers, "align": cfg.align or "none",
                        "seed": cfg.seed, "test_size": cfg.test_size}
             cdict = {"key": c.key, "classifier": c.classifier, "train_fkey": c.train_fkey,
@@ -576,6 +597,10 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
             todo_cells.append((cdict, str(out), cfg.test_size, cfg.val_size, cfg.seed, factors))
 
         def cell_done(res):
+            if res["error"]:
+                summary.failures.append({"what": "cell", "key": res["key"], "error": res["error"]})
+                prog.advance(t_cells)
+                return
             records[res["key"]] = res["record"]
             summary.cells_trained += int(res["trained"])
             summary.cells_evaluated += 1
@@ -586,7 +611,9 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
     # 4. the tidy table, in grid order, only rows of the current grid
     rows = []
     for c in cells:
-        rec = records[c.key]
+        rec = records.get(c.key)
+        if rec is None:
+            continue
         for k in c.test_fkeys:
             for r in rec["rows"].get(k, []):
                 r = dict(r)
@@ -594,6 +621,7 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
                 r["reducer"] = reducer_label(*c.reducer)
                 rows.append(r)
     write_results(rows, summary.results_csv, summary.results_json)
+    atomic_write_text(out / "failures.json", json.dumps(summary.failures, indent=1) + "\n")
     summary.n_rows = len(rows)
     if rows:
         from deepfake_cli.report import render_report

@@ -187,3 +187,21 @@ def test_cli_study_resumes(study):
     res = CliRunner().invoke(app, ["study", str(cfg), "--out", str(root / "out"), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "0 trained" in res.output and "8 reused" in res.output
+
+
+def test_a_unit_that_cannot_run_is_reported_and_the_grid_goes_on(study, tmp_path):
+    root, _, _ = study
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)  # reuse the cached features; leave the fixture's folder alone
+    cfg = tmp_path / "study.toml"
+    text = _config(tmp_path / "base.toml").read_text()
+    text = text.replace('reducers = ["none", "pca:4"]', 'reducers = ["none", "pca:40"]')
+    text = text.replace('"data/', f'"{root}/data/')
+    cfg.write_text(text)
+    s = run_study(cfg, out, progress=False)
+    # pca:40 cannot be fitted on ~11 training images of either dataset: 2 reducers, 4 cells fail.
+    assert sorted(f["what"] for f in s.failures) == ["cell"] * 4 + ["reducer"] * 2
+    assert all("pca" in f["error"] or "reducer" in f["error"] for f in s.failures)
+    rows = _rows(s.results_csv)
+    assert rows and {r["reducer"] for r in rows} == {"none"}
+    assert json.loads((out / "failures.json").read_text()) == s.failures

@@ -112,6 +112,10 @@ def study_cmd(
         f"cells: {s.cells_trained} trained, {s.cells_evaluated} evaluated, {s.cells_reused} reused "
         f"({s.seconds:.0f} s)", highlight=False)
     console.print(f"{s.n_rows} result rows -> {s.results_csv} and {s.results_json}", highlight=False)
+    if s.failures:
+        err_console.print(f"[yellow]{len(s.failures)} part(s) of the grid could not run[/] "
+                          f"(listed in {s.out / 'failures.json'}); first: {s.failures[0]['what']} "
+                          f"{s.failures[0]['key']}: {s.failures[0]['error']}", highlight=False)
     if s.report:
         console.print(f"report -> {s.report} (figures in {s.out / 'figures'})", highlight=False)
 
