@@ -123,14 +123,21 @@ def _fig_transforms(rows, plt):
     lines = _group(within, "test_dataset", "backbone")
     mpl_fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(10, 1.1 * len(combos) + 6), 4.8), sharex=True)
     x = np.arange(len(combos))
+    # One colour per dataset and one line style per backbone, so more than ten lines stay readable.
+    ds_names = sorted({ds for ds, _ in lines})
+    bb_names = sorted({bb for _, bb in lines})
+    colours = plt.get_cmap("tab10" if len(ds_names) <= 10 else "tab20")
+    styles = ["-", "--", ":", "-."]
     for (ds, bb), lrows in sorted(lines.items()):
+        style = {"color": colours(ds_names.index(ds) % colours.N),
+                 "linestyle": styles[bb_names.index(bb) % len(styles)], "marker": "o"}
         acc = np.array([_pool([r for r in lrows if (r["train_transform"], r["test_transform"]) == c])[0]
                         if any((r["train_transform"], r["test_transform"]) == c for r in lrows) else np.nan
                         for c in combos])
         if np.all(np.isnan(acc)):
             continue
-        ax1.plot(x, acc - np.nanmin(acc), marker="o", label=f"{ds} / {bb}")
-        ax2.plot(x, acc, marker="o", label=f"{ds} / {bb}")
+        ax1.plot(x, acc - np.nanmin(acc), label=f"{ds} / {bb}", **style)
+        ax2.plot(x, acc, label=f"{ds} / {bb}", **style)
     ax1.set_ylabel("accuracy - line minimum")
     ax2.set_ylabel("accuracy")
     for ax in (ax1, ax2):
