@@ -31,16 +31,24 @@ SHARED = Path(os.environ.get("DEEPFAKE_SHARED_DATA", REPO.parent / "shared" / "d
 
 
 def image_pool() -> list[Path]:
-    files = []
+    """Every shared image, interleaved across sets so any prefix mixes tiny CIFAKE JPEGs, 248 px
+    PNGs and large ImageNet JPEGs (decoding cost differs a lot between them)."""
+    per_set = []
     for s in ("cifake_sd14", "forensynths_biggan", "forensynths_stylegan", "forensynths_gaugan",
               "forensynths_cyclegan", "imagenet_vs_ldm"):
+        files = []
         for cls in ("real", "fake"):
             d = SHARED / s / cls
             if d.is_dir():
                 files.extend(sorted(d.iterdir()))
-    if not files:
+        if files:
+            per_set.append(files)
+    if not per_set:
         sys.exit(f"no images under {SHARED}")
-    return files
+    pool = []
+    for i in range(max(len(f) for f in per_set)):
+        pool.extend(f[i] for f in per_set if i < len(f))
+    return pool
 
 
 def make_dataset(root: Path, n: int) -> Path:
@@ -130,7 +138,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--random-weights", action="store_true")
     ap.add_argument("--memory-counts", default="500,2000")
-    ap.add_argument("--memory-backbone", default="lowlevel")
+    ap.add_argument("--memory-backbones", default="lowlevel,effnet-lite0")
     ap.add_argument("--json", action="store_true", help="also print one JSON line per result")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="deepfake-bench-"))
@@ -146,14 +154,13 @@ def main() -> None:
             if args.json:
                 print(json.dumps(r))
         counts = [int(c) for c in args.memory_counts.split(",") if c]
-        if counts:
+        for name in (args.memory_backbones.split(",") if counts else []):
             peaks = {}
             for c in sorted(counts):
-                peaks[c] = peak_memory(args.memory_backbone, c, args.batch_size, args.device,
-                                       args.random_weights, tmp)
-                print(f"peak RSS, {args.memory_backbone}, {c} images: {peaks[c]:.0f} MiB")
+                peaks[c] = peak_memory(name, c, args.batch_size, args.device, args.random_weights, tmp)
+                print(f"peak RSS, {name}, {c} images: {peaks[c]:.0f} MiB")
             lo, hi = min(counts), max(counts)
-            print(f"peak RSS ratio {hi} vs {lo} images: {peaks[hi] / peaks[lo]:.3f} (1.0 = flat)")
+            print(f"peak RSS ratio, {name}, {hi} vs {lo} images: {peaks[hi] / peaks[lo]:.3f} (1.0 = flat)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
