@@ -123,6 +123,8 @@ def run_batches(backbone, items: list[ImageItem], batches: list[list[int]], tran
     """
     ds = _ImageDataset(items, backbone.preprocess, transform, align)
     cuda = device.type == "cuda"
+    if cuda:  # fixed input sizes: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     loader = DataLoader(ds, batch_sampler=[b for _, b in batches], num_workers=workers,
                         collate_fn=_collate, pin_memory=cuda, worker_init_fn=_worker_init if workers else None,
                         persistent_workers=False, prefetch_factor=4 if workers else None)
