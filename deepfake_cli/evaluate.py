@@ -59,11 +59,12 @@ def expand_models(models) -> list[Model]:
     return out
 
 
-def evaluate(models, feature_files, per_image: list | None = None) -> list[dict]:
+def evaluate(models, feature_files, per_image: list | None = None, notes: list | None = None) -> list[dict]:
     """One result row per (model, feature file, test dataset); columns COLUMNS + EXTRA_COLUMNS.
 
     `models`: Model objects, model paths or folders of models. If `per_image` is a list, one dict per
     scored image (model, features, test_dataset, kind, path, sha256, label, p_fake) is appended to it.
+    If `notes` is a list, a sentence is appended for each model that got no within-dataset row.
     """
     loaded = expand_models(models)
     if not loaded:
@@ -76,6 +77,7 @@ def evaluate(models, feature_files, per_image: list | None = None) -> list[dict]
             check_compatible(model, fs.meta, name, fs.X.shape[1])
     rows = []
     for model in loaded:
+        n_rows = len(rows)
         train_sets = list(model.meta.get("train_datasets") or [])
         heldout = {d: set(v) for d, v in (model.meta.get("heldout_sha256") or {}).items()}
         trained = set(model.meta.get("train_sha256") or [])
@@ -101,6 +103,9 @@ def evaluate(models, feature_files, per_image: list | None = None) -> list[dict]
                     for path, sha, y, pf in zip(sub.path.tolist(), sub.sha256.tolist(), sub.y.tolist(), p.tolist()):
                         per_image.append({"model": model.name, "features": fname, "test_dataset": ds, "kind": kind,
                                           "path": path, "sha256": sha, "label": int(y), "p_fake": pf})
+        if notes is not None and not any(r["kind"] == "within" for r in rows[n_rows:]):
+            notes.append(f"{model.name}: none of its held-out images (training datasets: {', '.join(train_sets)}) "
+                         "are in these feature files, so it has no within-dataset row.")
     return rows
 
 

@@ -140,6 +140,13 @@ def test_robustness_features_with_another_transform_are_accepted(models, store, 
     plain = [r for r in rows if r["test_transform"] == "none" and r["test_dataset"] == "biggan"]
     assert len(jrows) == 1 and jrows[0]["kind"] == "within" and jrows[0]["train_transform"] == "none"
     assert jrows[0]["n"] == plain[0]["n"]  # the held-out images were found by content hash
+    # Features without the model's training dataset: cross rows only, and a note that says why.
+    gaugan_only = tmp_path / "gaugan.h5"
+    extract([str(store["gaugan"])], backbone="lowlevel", out=str(gaugan_only), device="cpu", workers=0)
+    notes: list = []
+    rows = evaluate([models / "knn1.model"], [str(gaugan_only)], notes=notes)
+    assert {r["kind"] for r in rows} == {"cross"}
+    assert len(notes) == 1 and "no within-dataset row" in notes[0] and "biggan" in notes[0]
     # The documented CLI shape: several feature files after one --features.
     res = runner.invoke(app, ["eval", str(models / "knn1.model"), "--features", str(store["features"]), str(jpeg),
                               "--out", str(tmp_path / "ev")])

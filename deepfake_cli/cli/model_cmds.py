@@ -137,7 +137,10 @@ def eval_cmd(
     # HDF5 file is never a model (those are skops zip archives), so it goes back to the features.
     models, features = _split_feature_files(models, list(features))
     per_image: list = []
-    rows = evaluate([str(m) for m in models], [str(f) for f in features], per_image=per_image)
+    notes: list = []
+    rows = evaluate([str(m) for m in models], [str(f) for f in features], per_image=per_image, notes=notes)
+    for note in notes:
+        err_console.print(f"[yellow]note[/]: {note}", highlight=False)
     if not rows:
         err_console.print("[yellow]nothing to score[/]: none of the models' held-out images or other datasets "
                           "are in these feature files.")
