@@ -289,11 +289,12 @@ def _save_shard(path: Path, ok_idx, shas, feats, bad) -> None:
 
 
 def _finalize(out_p, parts_dir, meta, datasets, items, owner, batches, existing, summary, dtype) -> None:
-    writer = FeatureFileWriter(out_p, meta, meta["dim"], dtype=dtype)
-    try:
-        skipped = list(existing["skipped"]) if existing else []
-        roots = dict(existing.get("roots", {})) if existing else {}
-        hashes: list[tuple[str, str, str]] = []
+    roots = dict(existing.get("roots", {})) if existing else {}
+    roots.update((ds.name, str(ds.root)) for ds in datasets)
+    meta = dict(meta, roots=roots, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    skipped = list(existing["skipped"]) if existing else []
+    hashes: list[tuple[str, str, str]] = []
+    with FeatureFileWriter(out_p, meta, meta["dim"], dtype=dtype) as writer:
         if existing:
             for X, y, ds, path, sha in iter_rows(out_p):
                 writer.append(X, y, ds, path, sha)
@@ -303,9 +304,10 @@ def _finalize(out_p, parts_dir, meta, datasets, items, owner, batches, existing,
                 idx, X = z["idx"], z["X"]
                 shas = [s.decode() for s in z["sha"]]
                 bad = json.loads(str(z["bad"]))
-            rows = [items[i] for i in idx]
-            writer.append(X, [it.label for it in rows], [owner[i] for i in idx], [it.rel for it in rows], shas)
-            hashes.extend(zip([owner[i] for i in idx], [it.rel for it in rows], shas))
+            names = [owner[i] for i in idx]
+            rels = [items[i].rel for i in idx]
+            writer.append(X, [items[i].label for i in idx], names, rels, shas)
+            hashes.extend(zip(names, rels, shas))
             for i, _sha, reason in bad:
                 skipped.append({"dataset": owner[i], "path": items[i].rel, "reason": reason})
                 summary.skipped.append(skipped[-1])
@@ -313,16 +315,9 @@ def _finalize(out_p, parts_dir, meta, datasets, items, owner, batches, existing,
                 c = summary.datasets.setdefault(owner[i], {"real": 0, "fake": 0, "unknown": 0})
                 c[LABEL_NAMES[items[i].label]] += 1
             summary.n_written += len(idx)
-        for ds in datasets:
-            roots[ds.name] = str(ds.root)
-        meta = dict(meta, roots=roots, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        writer.meta = meta
         duplicates = find_duplicates(hashes)
         summary.duplicates = duplicates
         summary.n_duplicates = sum(len(g) - 1 for g in duplicates)
         summary.n_skipped = len(summary.skipped)
         writer.close(skipped=skipped, duplicates=duplicates)
-    except BaseException:
-        writer.abort()
-        raise
     shutil.rmtree(parts_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from deepfake_cli.data import LABEL_NAMES
 from deepfake_cli.errors import DeepfakeError
 
 FORMAT = "deepfake-cli/features"
@@ -100,9 +101,8 @@ def read_meta(path) -> dict:
 
 def _meta(f: h5py.File) -> dict:
     meta = json.loads(f.attrs["meta"])
-    meta["skipped"] = json.loads(f["skipped"][()].decode() if isinstance(f["skipped"][()], bytes) else f["skipped"][()])
-    dup = f["duplicates"][()]
-    meta["duplicates"] = json.loads(dup.decode() if isinstance(dup, bytes) else dup)
+    meta["skipped"] = json.loads(_text(f["skipped"][()]))
+    meta["duplicates"] = json.loads(_text(f["duplicates"][()]))
     meta["n"] = int(f["label"].shape[0])
     return meta
 
@@ -116,13 +116,19 @@ def summarize(path) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for d, y in zip(names.tolist(), labels.tolist()):
         c = counts.setdefault(d, {"real": 0, "fake": 0, "unknown": 0})
-        c[{0: "real", 1: "fake"}.get(y, "unknown")] += 1
+        c[LABEL_NAMES.get(y, "unknown")] += 1
     meta["counts"] = counts
     return meta
 
 
-def _strings(ds) -> np.ndarray:
-    return np.array([s.decode() if isinstance(s, bytes) else s for s in ds[()]], dtype=object)
+def _text(value) -> str:
+    # h5py hands back bytes or str depending on the dataset's string type and version
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _strings(ds, sel=slice(None)) -> np.ndarray:
+    """Rows `sel` of a string dataset as an object array of str."""
+    return np.array([_text(s) for s in ds[sel]], dtype=object)
 
 
 def read_features(path, datasets=None) -> FeatureSet:
@@ -147,7 +153,7 @@ def read_features(path, datasets=None) -> FeatureSet:
             y=f["label"][()][idx].astype(np.int8),
             dataset=dataset[idx],
             path=_strings(f["path"])[idx],
-            sha256=np.array([s.decode() for s in f["sha256"][()][idx]], dtype=object),
+            sha256=_strings(f["sha256"])[idx],
             meta=meta,
         )
 
@@ -158,12 +164,8 @@ def iter_rows(path, block: int = 4096):
         n = f["label"].shape[0]
         for start in range(0, n, block):
             sl = slice(start, min(n, start + block))
-            yield (f["features"][sl], f["label"][sl], _strings_slice(f["dataset"], sl),
-                   _strings_slice(f["path"], sl), np.array([s.decode() for s in f["sha256"][sl]], dtype=object))
-
-
-def _strings_slice(ds, sl) -> np.ndarray:
-    return np.array([s.decode() if isinstance(s, bytes) else s for s in ds[sl]], dtype=object)
+            yield (f["features"][sl], f["label"][sl], _strings(f["dataset"], sl), _strings(f["path"], sl),
+                   _strings(f["sha256"], sl))
 
 
 class FeatureFileWriter:

@@ -83,12 +83,8 @@ def reduce(features: str, method: str, out: str, dim: int | None = None, varianc
         fmeta = {k: v for k, v in fs.meta.items() if k not in ("skipped", "duplicates", "n", "dim")}
         fmeta["reduced_by"] = {"method": method, "output_dim": meta["output_dim"], "reducer": str(out_p.resolve()),
                                "source_dim": meta["input_dim"], "source_file": meta["features_file"]}
-        writer = FeatureFileWriter(write_features, fmeta, Z.shape[1], dtype="float32")
-        try:
+        with FeatureFileWriter(write_features, fmeta, Z.shape[1], dtype="float32") as writer:
             writer.append(Z, fs.y, fs.dataset, fs.path, fs.sha256)
             feats_out = writer.close(skipped=fs.meta.get("skipped"), duplicates=fs.meta.get("duplicates"))
-        except BaseException:
-            writer.abort()
-            raise
     return ReduceSummary(out_p, method, meta["input_dim"], meta["output_dim"], meta["n_fit"], recon,
                          meta["explained_variance"], feats_out, meta)

@@ -23,6 +23,7 @@ import numpy as np
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.fileio import atomic_write_text
 from deepfake_cli.stats import format_accuracy, pooled_accuracy
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
@@ -374,8 +375,4 @@ def render_report(results_csv: str | os.PathLike, out_dir: str | os.PathLike,
     if cfg is not None and cfg.is_file():
         md += ["## Configuration", "", f"From `{cfg}`:", "", "```toml", cfg.read_text().rstrip(), "```", ""]
     md += ["## Versions", "", _md_table([["package", "version"]] + [[k, v] for k, v in _versions().items()]), ""]
-    report = out / "report.md"
-    tmp = report.with_name(report.name + ".partial")
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, report)
-    return report
+    return atomic_write_text(out / "report.md", "\n".join(md))

@@ -367,13 +367,9 @@ def combine_features(member_files: list[Path], out: Path) -> Path:
             if k not in seen:
                 seen.add(k)
                 skipped.append(s)
-    writer = FeatureFileWriter(out, meta, X.shape[1], dtype=str(metas[0].get("dtype", "float32")))
-    try:
+    with FeatureFileWriter(out, meta, X.shape[1], dtype=str(metas[0].get("dtype", "float32"))) as writer:
         writer.append(X, first.y, first.dataset, first.path, first.sha256)
         return writer.close(skipped=skipped, duplicates=metas[0].get("duplicates"))
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def _train_split_file(train_file: Path, out: Path, test_size: float, seed: int) -> Path:
@@ -385,13 +381,9 @@ def _train_split_file(train_file: Path, out: Path, test_size: float, seed: int) 
     train_mask, _ = heldout_split(fs, test_size, seed)
     sub = fs.subset(train_mask)
     meta = dict(fs.meta, split={"part": "train", "test_size": test_size, "seed": seed, "source": str(train_file)})
-    writer = FeatureFileWriter(out, meta, fs.X.shape[1], dtype="float32")
-    try:
+    with FeatureFileWriter(out, meta, fs.X.shape[1], dtype="float32") as writer:
         writer.append(sub.X, sub.y, sub.dataset, sub.path, sub.sha256)
         return writer.close(skipped=fs.meta.get("skipped"), duplicates=fs.meta.get("duplicates"))
-    except BaseException:
-        writer.abort()
-        raise
 
 
 def fit_reducer_unit(split_file: str, reducer: tuple[str, int | None], out: str, seed: int,
