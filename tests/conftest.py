@@ -1,4 +1,9 @@
-"""Shared fixtures: real images from ../shared/data, copied into small temporary datasets."""
+"""Shared fixtures: real images shipped in examples/data, copied into small temporary datasets.
+
+Tests use `example_set` (always present in a clone). The few tests that truly need the larger sets
+in ../shared/data (or $DEEPFAKE_SHARED_DATA) call `shared_set` and carry `@pytest.mark.shared_data`;
+they are skipped where those sets are absent.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,16 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPFAKE_SHARED_DATA", REPO.parent / "shared" / "data"))
 EXAMPLES = REPO / "examples" / "data"
+
+
+EXAMPLE_SETS = ("cifake_sd14", "forensynths_biggan", "forensynths_stylegan")
+
+
+def example_set(name: str) -> Path:
+    """One of the labelled sets shipped in examples/data (20 real + 20 fake, or 24 + 24 for CIFAKE)."""
+    if name not in EXAMPLE_SETS:
+        raise ValueError(f"{name} is not shipped in examples/data; choose from {EXAMPLE_SETS}")
+    return EXAMPLES / name
 
 
 def shared_set(name: str) -> Path:
@@ -42,6 +57,6 @@ def shared_data() -> Path:
 @pytest.fixture
 def small_sets(tmp_path):
     """Two small labelled datasets of real images: BigGAN (PNG) and CIFAKE (JPEG), 6 per class."""
-    a = copy_subset(shared_set("forensynths_biggan"), tmp_path / "biggan", 6)
-    b = copy_subset(shared_set("cifake_sd14"), tmp_path / "cifake", 6)
+    a = copy_subset(example_set("forensynths_biggan"), tmp_path / "biggan", 6)
+    b = copy_subset(example_set("cifake_sd14"), tmp_path / "cifake", 6)
     return a, b
