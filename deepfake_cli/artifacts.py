@@ -96,9 +96,13 @@ class Model(Artifact):
         return float(self.meta["threshold"])
 
     def p_fake(self, X) -> np.ndarray:
-        proba = self.estimator.predict_proba(np.asarray(X, dtype=np.float32))
-        classes = list(self.estimator.classes_)
-        return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
+        return p_fake(self.estimator, np.asarray(X, dtype=np.float32))
+
+
+def p_fake(estimator, X) -> np.ndarray:
+    """p(fake) of each row: the predict_proba column of class 1 (labels are 0 = real, 1 = fake)."""
+    proba = estimator.predict_proba(X)
+    return np.asarray(proba[:, list(estimator.classes_).index(1)], dtype=np.float64)
 
 
 def save_artifact(path: str | os.PathLike, estimator, meta: dict, kind: str) -> Path:
@@ -198,6 +202,18 @@ def save_reducer(path, reducer, meta: dict) -> Path:
 
 def load_reducer(path) -> Artifact:
     return load_artifact(path, "reducer")
+
+
+def load_models(models) -> list[Model]:
+    """Models from any mix of loaded `Model`s, model files and folders of `*.model` files, in order."""
+    items = models if isinstance(models, (list, tuple)) else [models]
+    out: list[Model] = []
+    for m in items:
+        if isinstance(m, Model):
+            out.append(m)
+        else:
+            out.extend(load_model(p) for p in model_paths(m))
+    return out
 
 
 def model_paths(path: str | os.PathLike) -> list[Path]:
