@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_cli.artifacts import Model, load_model, model_paths
-from deepfake_cli.classifiers import binary_scores
+from deepfake_cli.scoring import binary_scores
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
 from deepfake_cli.fileio import atomic_write_text

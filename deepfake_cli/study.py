@@ -375,7 +375,7 @@ def combine_features(member_files: list[Path], out: Path) -> Path:
 def _train_split_file(train_file: Path, out: Path, test_size: float, seed: int) -> Path:
     """The training part of a feature file (train's own held-out split removed), for fitting reducers."""
     from deepfake_cli.features import FeatureFileWriter, read_features
-    from deepfake_cli.train import heldout_split
+    from deepfake_cli.splits import heldout_split
 
     fs = read_features(train_file)
     train_mask, _ = heldout_split(fs, test_size, seed)

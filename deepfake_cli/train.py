@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +23,12 @@ from typing import Callable
 import numpy as np
 
 from deepfake_cli import __version__
-from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
-from deepfake_cli.classifiers import (binary_scores, choose_threshold, create_classifier, needs_scaling,
-                                      parse_classifier_names)
+from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, p_fake, save_model
+from deepfake_cli.classifiers import create_classifier, needs_scaling, parse_classifier_names
+from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+from deepfake_cli.splits import heldout_split, split_groups
 
 
 @dataclass
@@ -42,45 +42,6 @@ class TrainResult:
     heldout: dict  # dataset -> number of held-out images
     seconds: float
     warnings: list = field(default_factory=list)
-
-
-def split_groups(sha256, y, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of rows picked for the smaller side of a split, stratified by y, grouped by sha256.
-
-    Each class keeps round(fraction * groups) of its distinct contents (at least one, and never all,
-    when it has two or more). Contents carrying both labels are never picked (they stay on the big side).
-    """
-    sha256 = np.asarray(sha256)
-    y = np.asarray(y)
-    picked = np.zeros(len(y), dtype=bool)
-    if fraction <= 0:
-        return picked
-    label_of: dict[str, set] = {}
-    for s, lab in zip(sha256.tolist(), y.tolist()):
-        label_of.setdefault(s, set()).add(lab)
-    chosen: set[str] = set()
-    for lab in sorted(set(y.tolist())):
-        groups = sorted(s for s, labs in label_of.items() if labs == {lab})
-        if len(groups) < 2:
-            continue
-        k = min(len(groups) - 1, max(1, int(round(fraction * len(groups)))))
-        chosen.update(groups[i] for i in rng.permutation(len(groups))[:k])
-    picked[np.isin(sha256, list(chosen))] = True
-    return picked
-
-
-def heldout_split(fs: FeatureSet, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train_mask, test_mask) over the labelled rows of `fs`; see the module docstring."""
-    labelled = fs.y >= 0
-    test = np.zeros(len(fs.y), dtype=bool)
-    for name in fs.datasets:
-        rows = np.flatnonzero(labelled & (fs.dataset == name))
-        # one generator per dataset, so adding a dataset never changes another's split
-        rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-        test[rows[split_groups(fs.sha256[rows], fs.y[rows], test_size, rng)]] = True
-    held_hashes = set(fs.sha256[test].tolist())
-    train = labelled & ~test & ~np.isin(fs.sha256, list(held_hashes))
-    return train, test
 
 
 def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
@@ -186,7 +147,7 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
         notes += sorted({str(w.message).splitlines()[0] for w in caught
                          if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
         if len(val_idx) and len(set(fs.y[val_idx].tolist())) == 2:
-            p_val = pipe.predict_proba(fs.X[val_idx])[:, list(pipe.classes_).index(1)]
+            p_val = p_fake(pipe, fs.X[val_idx])
             threshold = choose_threshold(fs.y[val_idx], p_val)
             validation = binary_scores(fs.y[val_idx], p_val, threshold)
             validation["accuracy_at_0_5"] = binary_scores(fs.y[val_idx], p_val, 0.5)["accuracy"]

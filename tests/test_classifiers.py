@@ -11,8 +11,9 @@ from PIL import Image
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from deepfake_cli.classifiers import (LinearProbe, binary_scores, choose_threshold, create_classifier,
-                                      list_classifiers, needs_scaling, parse_classifier_names)
+from deepfake_cli.classifiers import (LinearProbe, create_classifier, list_classifiers, needs_scaling,
+                                      parse_classifier_names)
+from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
 from tests.conftest import shared_set
 

@@ -18,7 +18,8 @@ from deepfake_cli.evaluate import COLUMNS, evaluate
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from deepfake_cli.reduce import reduce
-from deepfake_cli.train import heldout_split, train
+from deepfake_cli.splits import heldout_split
+from deepfake_cli.train import train
 from tests.conftest import copy_subset, shared_set
 from tests.test_classifiers import NAMES
 
