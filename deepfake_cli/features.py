@@ -11,8 +11,10 @@ A file only ever appears under its final name complete: writers write `NAME.tmp-
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 
 from deepfake_cli.data import LABEL_NAMES
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.fileio import shared_mode
 
 FORMAT = "deepfake-cli/features"
 FORMAT_VERSION = 1
@@ -32,6 +35,7 @@ COMPAT_KEYS = ("backbone", "layers", "weights_id", "preprocessing")
 # Keys that must agree for two extractions to share one file.
 APPEND_KEYS = COMPAT_KEYS + ("transform", "seed", "dtype")
 _STR = h5py.string_dtype("utf-8")
+ROW_DATASETS = ("features", "label", "dataset", "path", "sha256")
 
 
 @dataclass
@@ -91,7 +95,34 @@ def _open(path) -> h5py.File:
     if not bool(f.attrs.get("complete", False)):
         f.close()
         raise DeepfakeError(f"{path} is incomplete; run the extraction again to finish it.")
+    problem = _damage(f)
+    if problem:
+        f.close()
+        raise DeepfakeError(f"{path} carries deepfake-cli's feature format but is damaged ({problem}); "
+                            "extract it again.")
     return f
+
+
+def _damage(f: h5py.File) -> str | None:
+    """What is wrong with a file that claims our format, or None: a file edited or truncated by hand
+    must give one line, not a KeyError or JSONDecodeError deep inside a stage."""
+    missing = [n for n in ROW_DATASETS + ("skipped", "duplicates") if n not in f]
+    if missing:
+        return f"missing dataset(s) {', '.join(missing)}"
+    lengths = {n: f[n].shape[0] for n in ROW_DATASETS}
+    if len(set(lengths.values())) != 1:
+        return "datasets of different lengths: " + ", ".join(f"{k}={v}" for k, v in lengths.items())
+    if f["features"].ndim != 2:
+        return f"features has shape {f['features'].shape}"
+    try:
+        meta = json.loads(f.attrs["meta"])
+        json.loads(_text(f["skipped"][()]))
+        json.loads(_text(f["duplicates"][()]))
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        return "unreadable metadata"
+    if not isinstance(meta, dict):
+        return "unreadable metadata"
+    return None
 
 
 def read_meta(path) -> dict:
@@ -105,6 +136,34 @@ def _meta(f: h5py.File) -> dict:
     meta["duplicates"] = json.loads(_text(f["duplicates"][()]))
     meta["n"] = int(f["label"].shape[0])
     return meta
+
+
+def estimated_bytes(n_rows: int, dim: int, dtype: str = "float32") -> int:
+    """An upper bound of a feature file's size: features uncompressed (gzip gains little on floats)
+    plus the per-row strings and a fixed allowance for metadata."""
+    return int(n_rows) * (int(dim) * np.dtype(dtype).itemsize + 400) + (1 << 20)
+
+
+def check_free_space(folder, need: int, what) -> None:
+    """Refuse before writing when `folder` has less than `need` bytes free: HDF5 can crash the whole
+    process when the disk fills under it, and a refusal up front leaves every file as it was."""
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise DeepfakeError(f"not enough space to write {what}: about {_mb(need)} MB needed, {_mb(free)} MB "
+                            f"free in {folder}; existing files are unchanged: free {_mb(need - free)} MB and rerun.",
+                            exit_code=1)
+
+
+def no_space_error(exc: OSError, what) -> DeepfakeError | None:
+    """The one-line error for a full disk while writing `what`, or None if `exc` is something else."""
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+        return DeepfakeError(f"no space left on device while writing {what}; existing files are unchanged: "
+                             "free some space and rerun.", exit_code=1)
+    return None
+
+
+def _mb(n: int) -> int:
+    return max(1, -(-int(n) // (1 << 20)))
 
 
 def summarize(path) -> dict:
@@ -171,10 +230,14 @@ def iter_rows(path, block: int = 4096):
 class FeatureFileWriter:
     """Stream rows into a new feature file; `close()` renames it into place, `abort()` removes it."""
 
-    def __init__(self, out, meta: dict, dim: int, dtype: str = "float32"):
+    TMP_MARK = ".tmp-"
+
+    def __init__(self, out, meta: dict, dim: int, dtype: str = "float32", expected_rows: int | None = None):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.out.name + ".tmp-", dir=self.out.parent)
+        if expected_rows is not None:
+            check_free_space(self.out.parent, estimated_bytes(expected_rows, dim, dtype), self.out)
+        fd, tmp = tempfile.mkstemp(prefix=self.out.name + self.TMP_MARK, dir=self.out.parent)
         os.close(fd)
         self.tmp = Path(tmp)
         self.meta = dict(meta)
@@ -222,6 +285,7 @@ class FeatureFileWriter:
                 self.f.attrs[k] = meta[k]
         self.f.attrs["complete"] = True
         self.f.close()
+        shared_mode(self.tmp)
         os.replace(self.tmp, self.out)
         return self.out
 
@@ -237,3 +301,21 @@ class FeatureFileWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.abort()
+            if isinstance(exc, OSError):
+                full = no_space_error(exc, self.out)
+                if full is not None:
+                    raise full from None
+
+
+def remove_orphaned_temporaries(out) -> list[Path]:
+    """Delete `OUT.tmp-*` files that a killed writer left beside `out`; returns what was removed.
+
+    Only call this while holding the output's lock (see `locks`): another live writer's temporary
+    file has the same name pattern.
+    """
+    out = Path(out)
+    removed = []
+    for p in out.parent.glob(out.name + FeatureFileWriter.TMP_MARK + "*"):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
