@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin
 
 from deepfake_cli import data as data_mod
 from deepfake_cli.errors import DeepfakeError
@@ -93,6 +93,7 @@ class AuditResult:
     formats: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> format -> count
     sizes: dict[str, dict[str, int]] = field(default_factory=dict)    # class -> "WxH" -> count (top 3)
     skipped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)   # from discovery, for the CLI to print
     align: str | None = None
     rule: str = FLAG_RULE
 
@@ -164,31 +165,39 @@ def header_features(img: Image.Image, file_size: int) -> dict[str, float]:
 
 
 def file_metadata(path: Path, align: tuple[int, int] | None = None) -> tuple[dict[str, float], str, str]:
-    """(features, format, "WxH") of one file; raises data.UnreadableImage.
+    """(features, format, "WxH") of one plain file; raises data.UnreadableImage (see item_metadata)."""
+    return item_metadata(data_mod.ImageItem(Path(path), Path(path).name, data_mod.UNKNOWN), align)
+
+
+def item_metadata(item: data_mod.ImageItem, align: tuple[int, int] | None = None) -> tuple[dict[str, float], str, str]:
+    """(features, format, "WxH") of one item (a file or a tar member); raises data.UnreadableImage.
 
     Without `align` only the header is parsed. With it, the image is decoded and re-encoded the
-    way `extract --align` prepares it, and the features describe those bytes.
+    way `extract --align` prepares it, and the features describe those bytes. Either way the
+    readers' one bomb rule applies (data.open_image), so audit skips what extract skips.
     """
     try:
         if align is None:
-            size = os.path.getsize(path)
-            with Image.open(path) as img:
+            if item.member is None:
+                source, size = item.path, os.path.getsize(item.path)
+            else:
+                raw = data_mod.item_bytes(item)
+                source, size = io.BytesIO(raw), len(raw)
+            with data_mod.open_image(source) as img:
                 feats = header_features(img, size)
                 return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"
         from deepfake_cli.transforms import align_image
 
-        rgb = data_mod.load_image(path)
+        rgb, _ = data_mod.read_item(item)
         aligned = align_image(rgb, align)
         aligned.info = {}  # a JPEG comment would be carried over; the backbone never sees it
         buf = io.BytesIO()
         aligned.save(buf, format="JPEG", quality=int(align[1]))
-        with Image.open(io.BytesIO(buf.getvalue())) as img:
+        with data_mod.open_image(io.BytesIO(buf.getvalue())) as img:
             feats = header_features(img, len(buf.getvalue()))
             return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"
     except data_mod.UnreadableImage:
         raise
-    except UnidentifiedImageError as exc:
-        raise data_mod.UnreadableImage("not an image") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise data_mod.UnreadableImage(f"unreadable header ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
 
@@ -212,14 +221,16 @@ def is_flagged(ci_low: float, chance: float) -> bool:
 def audit_dataset(ds: data_mod.DatasetSpec, seed: int = 0, folds: int = DEFAULT_FOLDS,
                   align: tuple[int, int] | None = None) -> AuditResult:
     """Audit one discovered dataset (labelled items only; unknown labels are ignored)."""
-    rows, labels, skipped = [], [], []
+    rows, labels = [], []
+    # What discovery could not use (loops, unreadable folders) is reported with what reading could not.
+    skipped = [{"dataset": ds.name, "path": s["path"], "reason": s["reason"]} for s in ds.skipped]
     formats: dict[str, Counter] = {"real": Counter(), "fake": Counter()}
     sizes: dict[str, Counter] = {"real": Counter(), "fake": Counter()}
     for item in ds.items:
         if item.label not in (data_mod.REAL, data_mod.FAKE):
             continue
         try:
-            feats, fmt, wh = file_metadata(item.path, align)
+            feats, fmt, wh = item_metadata(item, align)
         except data_mod.UnreadableImage as exc:
             skipped.append({"dataset": ds.name, "path": item.rel, "reason": exc.reason})
             continue
@@ -260,7 +271,7 @@ def audit_dataset(ds: data_mod.DatasetSpec, seed: int = 0, folds: int = DEFAULT_
         flagged=is_flagged(low, chance), folds=k_folds, cues=list(cues.values()), features=features,
         formats={c: dict(v.most_common()) for c, v in formats.items()},
         sizes={c: dict(v.most_common(3)) for c, v in sizes.items()},
-        skipped=skipped, align=None if align is None else f"{align[0]}:{align[1]}",
+        skipped=skipped, warnings=list(ds.warnings), align=None if align is None else f"{align[0]}:{align[1]}",
     )
 
 
@@ -274,8 +285,9 @@ def audit(specs: list[str], seed: int = 0, folds: int = DEFAULT_FOLDS, align: st
     datasets = data_mod.discover_many(list(specs))
     results = []
     for ds in datasets:
-        if not any(it.label in (data_mod.REAL, data_mod.FAKE) for it in ds.items):
-            raise DeepfakeError(f"dataset '{ds.name}' has no real/ or fake/ (or 0_real/, 1_fake/) folders to audit.")
+        if not ds.labelled:
+            raise DeepfakeError(f"dataset '{ds.name}' has no labelled image to audit: label it with "
+                                f"{data_mod.LABEL_LAYOUTS}.")
         results.append(audit_dataset(ds, seed=seed, folds=folds, align=align_t))
     return results
 

@@ -11,27 +11,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepfake_cli.data import FAKE, REAL, UNKNOWN, UnreadableImage, decode_image, discover, discover_many, \
-    iter_image_files, read_image
+from deepfake_cli.data import FAKE, MAX_PIXELS, REAL, UNKNOWN, UnreadableImage, check_pixels, decode_image, \
+    discover, discover_many, iter_image_files, read_image
 from deepfake_cli.errors import DeepfakeError
-from tests.conftest import copy_subset, shared_set
+from tests.conftest import copy_subset, example_set
+from tests.imagegen import png_1bit
 
 
 def _real_png():
-    return sorted((shared_set("forensynths_biggan") / "real").iterdir())[0]
+    return sorted((example_set("forensynths_biggan") / "real").iterdir())[0]
 
 
 def test_real_fake_layout_labels_every_image(tmp_path):
-    root = copy_subset(shared_set("forensynths_gaugan"), tmp_path / "gaugan", 3)
+    root = copy_subset(example_set("forensynths_stylegan"), tmp_path / "stylegan", 3)
     ds = discover(str(root))
-    assert ds.name == "gaugan"
+    assert ds.name == "stylegan" and ds.skipped == [] and ds.warnings == []
     assert ds.counts == {"real": 3, "fake": 3, "unknown": 0}
     assert all(it.rel.startswith(("real/", "fake/")) for it in ds.items)
     assert {it.label for it in ds.items if it.rel.startswith("fake/")} == {FAKE}
 
 
 def test_cnndetection_layout_recursive(tmp_path):
-    src = shared_set("grip_gan_examples")
+    src = example_set("forensynths_biggan")
     for cls, label_dir in (("real", "0_real"), ("fake", "1_fake")):
         for sub in ("airplane", "cat"):
             d = tmp_path / "progan" / sub / label_dir
@@ -45,7 +46,7 @@ def test_cnndetection_layout_recursive(tmp_path):
 
 
 def test_only_fake_and_explicit_real_fake(tmp_path):
-    src = shared_set("forensynths_stylegan")
+    src = example_set("forensynths_stylegan")
     only = copy_subset(src, tmp_path / "onlyfake", 4, classes=("fake",))
     assert discover(str(only)).counts == {"real": 0, "fake": 4, "unknown": 0}
     ds = discover(None, real=str(src / "real"), fake=str(src / "fake"), name="sg")
@@ -53,10 +54,38 @@ def test_only_fake_and_explicit_real_fake(tmp_path):
     assert len({it.rel for it in ds.items}) == 40  # real/x and fake/x never collide
 
 
+def test_genimage_ai_and_nature_folders_are_labelled(tmp_path):
+    src = example_set("cifake_sd14")
+    for cls, folder in (("real", "nature"), ("fake", "ai")):
+        d = tmp_path / "genimage" / "imagenet_ai_0419_sdv4" / "train" / folder
+        d.mkdir(parents=True)
+        for p in sorted((src / cls).iterdir())[:3]:
+            shutil.copy(p, d / p.name)
+    ds = discover(str(tmp_path / "genimage"))
+    assert ds.counts == {"real": 3, "fake": 3, "unknown": 0}
+    assert {it.label for it in ds.items if "/nature/" in it.rel} == {REAL}
+    assert {it.label for it in ds.items if "/ai/" in it.rel} == {FAKE}
+
+
+def test_require_labels_warns_naming_the_layouts(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for p in sorted((example_set("cifake_sd14") / "real").iterdir())[:2]:
+        shutil.copy(p, loose / p.name)
+    labelled = copy_subset(example_set("cifake_sd14"), tmp_path / "labelled", 1)
+    quiet = discover_many([str(loose)])
+    assert quiet[0].warnings == [] and quiet[0].counts["unknown"] == 2
+    ds_loose, ds_labelled = discover_many([str(loose), str(labelled)], require_labels=True)
+    assert len(ds_loose.warnings) == 1
+    for layout in ("real/ and fake/", "0_real/ and 1_fake/", "nature/ and ai/", "label", ".cls"):
+        assert layout in ds_loose.warnings[0]
+    assert "'loose'" in ds_loose.warnings[0] and ds_labelled.warnings == []
+
+
 def test_unlabelled_folder_and_single_file(tmp_path):
     d = tmp_path / "loose" / "nested"
     d.mkdir(parents=True)
-    for p in sorted((shared_set("cifake_sd14") / "fake").iterdir())[:3]:
+    for p in sorted((example_set("cifake_sd14") / "fake").iterdir())[:3]:
         shutil.copy(p, d / p.name.upper())  # upper-case extensions still count
     ds = discover(str(tmp_path / "loose"))
     assert ds.counts == {"real": 0, "fake": 0, "unknown": 3}
@@ -70,8 +99,8 @@ def test_bad_dataset_inputs_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DeepfakeError, match="no images"):
         discover(str(tmp_path / "empty"))
-    a = copy_subset(shared_set("cifake_sd14"), tmp_path / "x" / "same", 1)
-    b = copy_subset(shared_set("cifake_sd14"), tmp_path / "y" / "same", 1)
+    a = copy_subset(example_set("cifake_sd14"), tmp_path / "x" / "same", 1)
+    b = copy_subset(example_set("cifake_sd14"), tmp_path / "y" / "same", 1)
     with pytest.raises(DeepfakeError, match="two datasets are named 'same'"):
         discover_many([str(a), str(b)])
 
@@ -146,9 +175,10 @@ def _png_with_size(width: int, height: int) -> bytes:
     (lambda p: p.read_bytes()[: len(p.read_bytes()) // 3], "truncated"),
     (lambda p: b"this is a text file, not an image\n" * 10, "not an image"),
     (lambda p: _png_with_size(60_000, 60_000), "decompression bomb"),
+    (lambda p: png_1bit(10_000, 10_000), "decompression bomb"),  # decodable, 100 MP: over the one limit
 ])
 def test_unreadable_files_raise_with_a_reason(tmp_path, make, reason):
-    src = sorted((shared_set("cifake_sd14") / "real").iterdir())[0]
+    src = sorted((example_set("cifake_sd14") / "real").iterdir())[0]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(make(src))
     with pytest.raises(UnreadableImage) as exc:
@@ -156,8 +186,15 @@ def test_unreadable_files_raise_with_a_reason(tmp_path, make, reason):
     assert reason in exc.value.reason
 
 
+def test_one_bomb_rule():
+    check_pixels(9459, 9459)  # 89,472,681 pixels: at most MAX_PIXELS
+    assert 9459 * 9459 <= MAX_PIXELS < 9460 * 9460
+    with pytest.raises(UnreadableImage, match="decompression bomb"):
+        check_pixels(9460, 9460)
+
+
 def test_iter_image_files_skips_non_images_and_hidden(tmp_path):
-    copy_subset(shared_set("cifake_sd14"), tmp_path, 2)
+    copy_subset(example_set("cifake_sd14"), tmp_path, 2)
     (tmp_path / "real" / "notes.txt").write_text("x")
     (tmp_path / "real" / ".hidden.png").write_bytes(b"x")
     files = iter_image_files(tmp_path)

@@ -9,11 +9,11 @@ from PIL import Image
 from deepfake_cli.data import read_image
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.transforms import Transform, align_image, normalize_transform, parse_align
-from tests.conftest import shared_set
+from tests.conftest import example_set
 
 
 def _img():
-    return read_image(sorted((shared_set("forensynths_cyclegan") / "real").iterdir())[0])
+    return read_image(sorted((example_set("forensynths_biggan") / "real").iterdir())[0])
 
 
 def test_normalize_spec():
