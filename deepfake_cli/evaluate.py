@@ -10,20 +10,16 @@ differ (rows carry train_transform and test_transform).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli.artifacts import Model, load_model, model_paths
-from deepfake_cli.scoring import binary_scores
+from deepfake_cli.artifacts import Model, load_models
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
-from deepfake_cli.fileio import atomic_write_text
-from deepfake_cli.stats import wilson_interval
+from deepfake_cli.fileio import atomic_write_text, csv_text, number_format, to_json
+from deepfake_cli.scoring import binary_scores
+from deepfake_cli.stats import group_matrix, wilson_interval
 
 COLUMNS = ["model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
            "train_transform", "test_transform", "n", "n_real", "n_fake", "accuracy", "accuracy_ci_low",
@@ -45,12 +41,8 @@ def check_compatible(model: Model, meta: dict, features_name: str, n_dims: int) 
 
 
 def expand_models(models) -> list[Model]:
-    out = []
-    for m in models:
-        if isinstance(m, Model):
-            out.append(m)
-        else:
-            out.extend(load_model(p) for p in model_paths(m))
+    """`artifacts.load_models`, with names that tell apart models of different folders."""
+    out = load_models(models)
     # models from different folders may share a file name (e.g. two `train --classifier all` runs)
     stems = [m.name for m in out]
     for m in out:
@@ -138,28 +130,17 @@ def matrix(rows: list[dict]) -> tuple[list[str], list[str], dict]:
     def col(r):
         return r["test_dataset"] if r["test_transform"] in (None, "none") else f"{r['test_dataset']} ({r['test_transform']})"
 
-    row_keys = list(dict.fromkeys(f"{r['model']} [{r['train_datasets']}]" for r in rows))
-    col_keys = list(dict.fromkeys(col(r) for r in rows))
-    cells = {(f"{r['model']} [{r['train_datasets']}]", col(r)): r for r in rows}
-    return row_keys, col_keys, cells
+    row_keys, col_keys, groups = group_matrix(rows, lambda r: f"{r['model']} [{r['train_datasets']}]", col)
+    return row_keys, col_keys, {k: g[-1] for k, g in groups.items()}
 
 
-def _fmt(v, digits: int | None = 4) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return repr(v) if digits is None else f"{v:.{digits}f}"
-    return str(v)
+def _fmt(v) -> str:
+    """A Markdown cell: floats with 4 decimals (NaN as "nan")."""
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def to_csv(rows: list[dict], columns=None, digits: int | None = 6) -> str:
-    columns = columns or COLUMNS + EXTRA_COLUMNS
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: _fmt(r.get(k), digits) if isinstance(r.get(k), float) else r.get(k) for k in columns})
-    return buf.getvalue()
+    return csv_text(rows, columns or COLUMNS + EXTRA_COLUMNS, number_format(digits))
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -180,16 +161,12 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(v):
-    return None if isinstance(v, float) and math.isnan(v) else v
-
-
 def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None) -> list[Path]:
     """eval.csv, eval.json, eval.md (and eval_images.csv when per-image scores are given), atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"eval.csv": to_csv(rows),
-             "eval.json": json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=2) + "\n",
+             "eval.json": to_json(rows, indent=2) + "\n",
              "eval.md": to_markdown(rows)}
     if per_image is not None:
         files["eval_images.csv"] = to_csv(per_image, ["model", "features", "test_dataset", "kind", "path", "sha256",

@@ -106,3 +106,18 @@ def _plain(_column: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
+
+
+def number_format(digits: int | None = None) -> Callable[[str, object], str]:
+    """A `csv_text` formatter: floats with `digits` decimals (None: repr, which reads back exactly) and
+    NaN as "nan"; None as empty; anything else as str."""
+    def fmt(_column: str, value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            if math.isnan(value):
+                return "nan"
+            return repr(value) if digits is None else f"{value:.{digits}f}"
+        return str(value)
+
+    return fmt

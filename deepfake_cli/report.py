@@ -23,8 +23,8 @@ import numpy as np
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.fileio import atomic_write_text
-from deepfake_cli.stats import format_accuracy, pooled_accuracy
+from deepfake_cli.fileio import atomic_path, atomic_write_text
+from deepfake_cli.stats import format_accuracy, group_matrix, pooled_accuracy
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
 TEXT_COLUMNS = {"model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
@@ -244,14 +244,13 @@ def _fig_backbones(rows, plt):
 
 def _fig_cross(rows, plt):
     sel = [r for r in rows if r["test_transform"] == r["train_transform"]] or rows
-    trains, tests = levels(sel, "train_datasets"), levels(sel, "test_dataset")
+    trains, tests, g = group_matrix(sel, lambda r: r["train_datasets"], lambda r: r["test_dataset"])
     fig = Figure("cross_dataset", "Cross-dataset: train on A, test on B",
                  "Pooled accuracy over backbones, reducers and classifiers (test transform = train "
                  "transform); the diagonal is within-dataset (held-out split).")
     if not any(r["kind"] == "cross" for r in sel) or len(tests) < 2:
         fig.skipped = "no cross-dataset rows in the results (one dataset, or cross-dataset off)."
         return fig, None
-    g = _group(sel, "train_datasets", "test_dataset")
     M = np.full((len(trains), len(tests)), np.nan)
     for i, a in enumerate(trains):
         for j, b in enumerate(tests):
@@ -280,9 +279,8 @@ def _save(mpl_fig, path_stem: Path) -> list[Path]:
     written = []
     for fmt in FIGURE_FORMATS:
         final = path_stem.with_suffix("." + fmt)
-        tmp = final.with_name(final.name + ".partial")
-        mpl_fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            mpl_fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
         written.append(final)
     return written
 
@@ -322,17 +320,30 @@ def render_report(results_csv: str | os.PathLike, out_dir: str | os.PathLike,
 
     `config_path` (default: config.toml or study.toml beside the CSV) is embedded when present.
     """
+    results_csv = Path(results_csv)
+    rows = read_results(results_csv)
+    out = Path(out_dir)
+    figures = _draw_figures(rows, out / "figures")
+    overall = _within_matched(rows)
+    md = _intro_md(results_csv, rows)
+    md += ["## Overall", "", f"Within-dataset, test transform = train transform: {_fmt(overall)}", ""]
+    md += _best_cells_md(overall)
+    md += _figures_md(figures)
+    cfg = _find_config(results_csv, config_path)
+    if cfg is not None and cfg.is_file():
+        md += ["## Configuration", "", f"From `{cfg}`:", "", "```toml", cfg.read_text().rstrip(), "```", ""]
+    md += ["## Versions", "", _md_table([["package", "version"]] + [[k, v] for k, v in _versions().items()]), ""]
+    return atomic_write_text(out / "report.md", "\n".join(md))
+
+
+def _draw_figures(rows: list[dict], fig_dir: Path) -> list[Figure]:
+    """Every figure of FIGURES, saved as PNG and SVG under `fig_dir` unless it is skipped."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a display
     import matplotlib.pyplot as plt
 
-    results_csv = Path(results_csv)
-    rows = read_results(results_csv)
-    out = Path(out_dir)
-    fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-
     figures: list[Figure] = []
     for make in FIGURES:
         fig, mpl_fig = make(rows, plt)
@@ -341,38 +352,46 @@ def render_report(results_csv: str | os.PathLike, out_dir: str | os.PathLike,
             _save(mpl_fig, fig_dir / fig.name)
             plt.close(mpl_fig)
         figures.append(fig)
+    return figures
 
-    cfg = _find_config(results_csv, config_path)
-    md = ["# Detection study report", "",
-          f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from `{results_csv}` "
-          f"({len(rows)} result rows: {len(levels(rows, 'backbone'))} backbone(s), {len(levels(rows, 'classifier'))} "
-          f"classifier(s), {len(levels(rows, 'reducer'))} reducer(s), {len(levels(rows, 'test_dataset'))} test dataset(s)).",
-          "",
-          "Accuracies are pooled over the rows each line summarises (weighted by test-set size) and shown as "
-          "`accuracy [95% Wilson CI] n=images`. When the same test images appear in several pooled rows "
-          "the interval treats them as independent and is therefore too narrow; read it as a lower bound on "
-          "the uncertainty.", ""]
-    overall = _within_matched(rows)
-    md += ["## Overall", "", f"Within-dataset, test transform = train transform: {_fmt(overall)}", ""]
+
+def _intro_md(results_csv: Path, rows: list[dict]) -> list[str]:
+    return ["# Detection study report", "",
+            f"Generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from `{results_csv}` "
+            f"({len(rows)} result rows: {len(levels(rows, 'backbone'))} backbone(s), "
+            f"{len(levels(rows, 'classifier'))} classifier(s), {len(levels(rows, 'reducer'))} reducer(s), "
+            f"{len(levels(rows, 'test_dataset'))} test dataset(s)).",
+            "",
+            "Accuracies are pooled over the rows each line summarises (weighted by test-set size) and shown as "
+            "`accuracy [95% Wilson CI] n=images`. When the same test images appear in several pooled rows "
+            "the interval treats them as independent and is therefore too narrow; read it as a lower bound on "
+            "the uncertainty.", ""]
+
+
+def _best_cells_md(overall: list[dict]) -> list[str]:
     best = sorted(overall, key=lambda r: (-r["accuracy"], -r["n"]))[:10]
-    md += ["### Best cells", "",
-           "The top of many small cells, picked on their own test sets: expect these to be optimistic.", "",
-           _md_table(
-        [["backbone", "reducer", "classifier", "train", "test", "transform", "accuracy [95% CI] n", "ROC AUC"]] + [
-            [r["backbone"], r["reducer"], r["classifier"], r["train_datasets"], r["test_dataset"],
-             r["train_transform"] if r["train_transform"] == r["test_transform"] else f"{r['train_transform']} -> {r['test_transform']}",
-             format_accuracy(r["accuracy"], r["n"], r.get("accuracy_ci_low", math.nan), r.get("accuracy_ci_high", math.nan))
-             if not math.isnan(r.get("accuracy_ci_low", math.nan)) else _fmt([r]),
-             f"{r.get('roc_auc', math.nan):.3f}" if isinstance(r.get("roc_auc"), float) and not math.isnan(r["roc_auc"]) else "n/a"]
-            for r in best]), ""]
-    skipped = [f for f in figures if f.skipped]
+    table = [["backbone", "reducer", "classifier", "train", "test", "transform", "accuracy [95% CI] n", "ROC AUC"]]
+    for r in best:
+        transform = (r["train_transform"] if r["train_transform"] == r["test_transform"]
+                     else f"{r['train_transform']} -> {r['test_transform']}")
+        low, high = r.get("accuracy_ci_low", math.nan), r.get("accuracy_ci_high", math.nan)
+        accuracy = format_accuracy(r["accuracy"], r["n"], low, high) if not math.isnan(low) else _fmt([r])
+        auc = r.get("roc_auc")
+        auc_text = f"{auc:.3f}" if isinstance(auc, float) and not math.isnan(auc) else "n/a"
+        table.append([r["backbone"], r["reducer"], r["classifier"], r["train_datasets"], r["test_dataset"],
+                      transform, accuracy, auc_text])
+    return ["### Best cells", "",
+            "The top of many small cells, picked on their own test sets: expect these to be optimistic.", "",
+            _md_table(table), ""]
+
+
+def _figures_md(figures: list[Figure]) -> list[str]:
+    md: list[str] = []
     for i, f in enumerate([f for f in figures if not f.skipped], 1):
         md += [f"## {i}. {f.title}", "", f"![{f.title}](figures/{f.name}.png)", "",
                f"{f.caption} Vector version: [figures/{f.name}.svg](figures/{f.name}.svg).", "",
                _md_table(f.table), ""]
+    skipped = [f for f in figures if f.skipped]
     if skipped:
         md += ["## Figures not drawn", ""] + [f"- **{f.title}**: skipped, {f.skipped}" for f in skipped] + [""]
-    if cfg is not None and cfg.is_file():
-        md += ["## Configuration", "", f"From `{cfg}`:", "", "```toml", cfg.read_text().rstrip(), "```", ""]
-    md += ["## Versions", "", _md_table([["package", "version"]] + [[k, v] for k, v in _versions().items()]), ""]
-    return atomic_write_text(out / "report.md", "\n".join(md))
+    return md

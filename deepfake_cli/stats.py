@@ -1,4 +1,5 @@
-"""Confidence intervals for the accuracies that evaluate, study, audit and report print.
+"""Confidence intervals for the accuracies that evaluate, study, audit and report print, and the
+accuracy-matrix grouping that eval's and the report's tables share.
 
 Every accuracy this tool shows carries its count and a 95% interval: small test sets are common
 here, and a bare "0.93" on 40 images invites over-reading.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -107,3 +108,19 @@ def format_accuracy(acc: float, n: int | float, low: float, high: float) -> str:
     if acc is None or (isinstance(acc, float) and math.isnan(acc)):
         return f"n/a (n={int(n) if n == n else 0})"
     return f"{acc:.3f} [{low:.3f}, {high:.3f}] n={int(n)}"
+
+
+def group_matrix(rows: Iterable[dict], row_of: Callable[[dict], str],
+                 col_of: Callable[[dict], str]) -> tuple[list[str], list[str], dict[tuple[str, str], list[dict]]]:
+    """Rows laid out as a matrix: (row keys, column keys, {(row key, column key): rows}), keys in
+    first-seen order. The accuracy matrices of eval (one row per cell) and of the report (rows pooled
+    per cell with `pooled_accuracy`) are both this grouping."""
+    row_keys: dict[str, None] = {}
+    col_keys: dict[str, None] = {}
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        rk, ck = row_of(r), col_of(r)
+        row_keys.setdefault(rk, None)
+        col_keys.setdefault(ck, None)
+        cells.setdefault((rk, ck), []).append(r)
+    return list(row_keys), list(col_keys), cells

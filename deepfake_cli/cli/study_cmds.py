@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from deepfake_cli.cli.common import console, err_console
-
-
-def _json_safe(obj):
-    """NaN is not JSON: None instead, recursively."""
-    if isinstance(obj, float):
-        return None if obj != obj else obj
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+from deepfake_cli.study.progress import StudyProgress
 
 
 def audit_cmd(
@@ -41,16 +30,27 @@ def audit_cmd(
     a detector trained on it can score high without learning anything about generation.
     """
     from deepfake_cli.audit import audit
-    from deepfake_cli.stats import format_accuracy
+    from deepfake_cli.fileio import to_json
 
     results = audit(datasets, seed=seed, folds=folds, align=align)
     if json_out:
         for r in results:
-            typer.echo(json.dumps(_json_safe(r.to_dict()), sort_keys=False))
+            typer.echo(to_json(r.to_dict()))
         return
+    console.print(_audit_table(results, align, top))
+    for r in results:
+        if r.skipped:
+            err_console.print(f"[yellow]{r.dataset}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
+                              f"{r.skipped[0]['path']}: {r.skipped[0]['reason']}", highlight=False)
+        if r.flagged:
+            console.print(_shortcut_warning(r))
+    console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
 
-    from rich.panel import Panel
+
+def _audit_table(results, align: str | None, top: int):
     from rich.table import Table
+
+    from deepfake_cli.stats import format_accuracy
 
     title = "Shortcut audit: metadata-only classifier (no pixels)"
     if align:
@@ -69,28 +69,24 @@ def audit_cmd(
         verdict = "[bold red]FLAGGED[/]" if r.flagged else "[green]ok[/]"
         table.add_row(r.dataset, f"{r.n_real}/{r.n_fake}", format_accuracy(r.metadata_accuracy, r.n, r.ci_low, r.ci_high),
                       f"{r.chance:.2f}", cues, verdict)
-    console.print(table)
-    for r in results:
-        if r.skipped:
-            err_console.print(f"[yellow]{r.dataset}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
-                              f"{r.skipped[0]['path']}: {r.skipped[0]['reason']}", highlight=False)
-        if not r.flagged:
-            continue
-        fmts = ", ".join(f"{cls}: " + ", ".join(f"{k} {v}" for k, v in r.formats[cls].items()) for cls in ("real", "fake"))
-        sizes = ", ".join(f"{cls}: " + ", ".join(r.sizes[cls]) for cls in ("real", "fake"))
-        best = r.cues[0]
-        console.print(Panel(
-            f"[bold]{r.dataset}[/]: real and fake can be told apart from file metadata alone with accuracy "
-            f"{r.metadata_accuracy:.3f} (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, n={r.n}, chance {r.chance:.2f}).\n"
-            f"Strongest single cue: {best['cue']} ({best['feature']}), accuracy {best['accuracy']:.3f}.\n"
-            f"Formats: {fmts}.\nMost common sizes: {sizes}.\n"
-            "A detector trained or tested on this set may learn the file container instead of generation "
-            "traces. Report results with both classes brought to one size and encoding too: "
-            "`deepfake extract ... --align SIZE:QUALITY` (check with `deepfake audit --align SIZE:QUALITY`).",
-            title="[bold red]WARNING: shortcut in dataset[/]", border_style="red"))
-    console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
+    return table
 
 
+def _shortcut_warning(r):
+    from rich.panel import Panel
+
+    fmts = ", ".join(f"{cls}: " + ", ".join(f"{k} {v}" for k, v in r.formats[cls].items()) for cls in ("real", "fake"))
+    sizes = ", ".join(f"{cls}: " + ", ".join(r.sizes[cls]) for cls in ("real", "fake"))
+    best = r.cues[0]
+    return Panel(
+        f"[bold]{r.dataset}[/]: real and fake can be told apart from file metadata alone with accuracy "
+        f"{r.metadata_accuracy:.3f} (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, n={r.n}, chance {r.chance:.2f}).\n"
+        f"Strongest single cue: {best['cue']} ({best['feature']}), accuracy {best['accuracy']:.3f}.\n"
+        f"Formats: {fmts}.\nMost common sizes: {sizes}.\n"
+        "A detector trained or tested on this set may learn the file container instead of generation "
+        "traces. Report results with both classes brought to one size and encoding too: "
+        "`deepfake extract ... --align SIZE:QUALITY` (check with `deepfake audit --align SIZE:QUALITY`).",
+        title="[bold red]WARNING: shortcut in dataset[/]", border_style="red")
 
 
 def study_cmd(
@@ -103,9 +99,13 @@ def study_cmd(
 
     Every finished piece (features, reducers, models, evaluated cells) is cached under --out:
     rerunning the same command resumes and redoes nothing that is done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from deepfake_cli.study import run_study
 
-    s = run_study(config, out, jobs=jobs, progress=not quiet)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=quiet, transient=False) as bars:
+        s = run_study(config, out, jobs=jobs, progress=_StudyBars(bars))
     console.print(
         f"features: {s.features_extracted} extracted, {s.features_combined} combined, {s.features_reused} reused; "
         f"reducers: {s.reducers_fitted} fitted, {s.reducers_reused} reused; "
@@ -118,6 +118,38 @@ def study_cmd(
                           f"{s.failures[0]['key']}: {s.failures[0]['error']}", highlight=False)
     if s.report:
         console.print(f"report -> {s.report} (figures in {s.out / 'figures'})", highlight=False)
+
+
+class _StudyBars(StudyProgress):
+    """One bar per phase of the study, and one for the images of the feature file being extracted."""
+
+    def __init__(self, bars):
+        self.bars = bars
+        self.tasks: dict[str, object] = {}
+        self.image_task = None
+
+    def phase(self, name: str, total: int) -> None:
+        self.tasks[name] = self.bars.add_task(name, total=total)
+
+    def unit(self, name: str, label: str) -> None:
+        self.bars.update(self.tasks[name], description=f"{name}: {label}")
+        if self.image_task is not None:
+            self.bars.reset(self.image_task, total=None)  # a new file: its count starts again
+
+    def images(self, done: int, total: int) -> None:
+        if self.image_task is None:
+            self.image_task = self.bars.add_task("  images", total=total, completed=done)
+        else:
+            self.bars.update(self.image_task, total=total, completed=done)
+
+    def advance(self, name: str) -> None:
+        self.bars.advance(self.tasks[name])
+
+    def phase_done(self, name: str) -> None:
+        self.bars.update(self.tasks[name], description=name)
+        if self.image_task is not None:
+            self.bars.remove_task(self.image_task)
+            self.image_task = None
 
 
 def report_cmd(

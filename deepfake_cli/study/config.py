@@ -1,0 +1,207 @@
+"""The study TOML: reading it, validating every key, and the `StudyConfig` the rest of the study uses.
+
+Paths in the file are relative to its folder. Every error names the file and the section it is about.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.study.reducer_specs import LEGACY_REDUCER_KEYS, ReducerSpec, parse_reducer
+
+SECTIONS = ("study", "datasets", "grid")
+STUDY_KEYS = {"seed", "test_size", "val_size", "align", "cross_dataset", "device", "batch_size",
+              "weights"} | set(LEGACY_REDUCER_KEYS)
+GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers"}
+DATASET_KEYS = {"real", "fake"}
+
+
+@dataclass
+class DatasetEntry:
+    name: str
+    path: str | None = None
+    real: str | None = None
+    fake: str | None = None
+
+    def source(self) -> dict:
+        """What identifies the images (resolved paths), for cache keys."""
+        return {"path": self.path, "real": self.real, "fake": self.fake}
+
+    def extract_args(self) -> dict:
+        if self.path is not None:
+            return {"inputs": [f"{self.name}={self.path}"]}
+        return {"inputs": [], "real": self.real, "fake": self.fake, "name": self.name}
+
+
+@dataclass
+class StudyConfig:
+    path: Path
+    datasets: list[DatasetEntry]
+    backbones: list[str]
+    layers: list[str]
+    train_transforms: list[str]
+    test_transforms: list[str]
+    reducers: list[ReducerSpec]
+    classifiers: list[str]
+    seed: int = 0
+    test_size: float = 0.3
+    val_size: float = 0.2
+    align: str | None = None
+    cross_dataset: bool = True
+    device: str = "auto"
+    batch_size: int = 32
+    autoencoder_epochs: int | None = None
+    weights: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def singles(self) -> list[str]:
+        """Every single backbone the grid needs (members of combinations included), in order."""
+        out: dict[str, None] = {}
+        for b in self.backbones:
+            for m in b.split("+"):
+                out.setdefault(m, None)
+        return list(out)
+
+    def reducer_params(self, spec: ReducerSpec) -> dict:
+        """The parameters `reduce` gets for `spec`: its own, over the [study] defaults for its method."""
+        params = {}
+        for key, (method, param) in LEGACY_REDUCER_KEYS.items():
+            value = getattr(self, key)
+            if method == spec.method and value is not None:
+                params[param] = value
+        params.update(spec.params_dict)
+        return params
+
+
+def load_config(config_path: str | os.PathLike) -> StudyConfig:
+    """Read and validate a study TOML (see examples/study.toml); paths are relative to its folder."""
+    p = Path(config_path)
+    raw = _read_toml(p, config_path)
+    study, grid = raw.get("study", {}), raw.get("grid", {})
+    base = p.resolve().parent
+    datasets = _datasets(raw.get("datasets", {}), base, config_path)
+    grid_values = _grid(grid, config_path)
+    return StudyConfig(path=p.resolve(), datasets=datasets, **grid_values, **_study(study, base))
+
+
+def _read_toml(p: Path, config_path) -> dict:
+    if not p.is_file():
+        raise DeepfakeError(f"study config not found: {config_path}")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DeepfakeError(f"{config_path} is not valid TOML: {exc}.") from None
+    # A key written above the first [section] lands at the top level: say so, not "unknown section".
+    loose = sorted(k for k, v in raw.items() if not isinstance(v, dict))
+    if loose:
+        raise DeepfakeError(f"key(s) {', '.join(loose)} of {config_path} stand outside any section: "
+                            "put them under [study], [datasets] or [grid].")
+    unknown = set(raw) - set(SECTIONS)
+    if unknown:
+        raise DeepfakeError(f"unknown section(s) {', '.join(sorted(unknown))} in {config_path}: "
+                            "expected [study], [datasets] and [grid].")
+    for section, allowed in (("study", STUDY_KEYS), ("grid", GRID_KEYS)):
+        _check_keys(raw.get(section, {}), allowed, f"[{section}]", config_path)
+    return raw
+
+
+def _check_keys(table: dict, allowed: set[str], where: str, config_path) -> None:
+    bad = set(table) - allowed
+    if bad:
+        raise DeepfakeError(f"unknown key(s) {', '.join(sorted(bad))} in {where} of {config_path}; "
+                            f"allowed: {', '.join(sorted(allowed))}.")
+
+
+def _resolver(base: Path):
+    def resolve(path: str) -> str:
+        q = Path(path).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    return resolve
+
+
+def _datasets(table: dict, base: Path, config_path) -> list[DatasetEntry]:
+    resolve = _resolver(base)
+    datasets = []
+    for name, spec in table.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise DeepfakeError(f"dataset name '{name}' may only use letters, digits, '_', '-' and '.'.")
+        if isinstance(spec, str):
+            datasets.append(DatasetEntry(name, path=resolve(spec)))
+            continue
+        if not isinstance(spec, dict) or not spec:
+            raise DeepfakeError(f"dataset '{name}' must be a path or {{ real = DIR, fake = DIR }}.")
+        _check_keys(spec, DATASET_KEYS, f"[datasets] {name}", config_path)
+        datasets.append(DatasetEntry(name, real=resolve(spec["real"]) if "real" in spec else None,
+                                     fake=resolve(spec["fake"]) if "fake" in spec else None))
+    if not datasets:
+        raise DeepfakeError(f"{config_path} lists no [datasets].")
+    return datasets
+
+
+def _str_list(value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DeepfakeError(f"'{key}' in the study config must be a non-empty list of strings.")
+    return list(dict.fromkeys(v.strip() for v in value))
+
+
+def _backbones(grid: dict) -> list[str]:
+    from deepfake_cli.backbones import get_config
+
+    backbones = _str_list(grid["backbones"], "backbones")
+    for b in backbones:
+        members = [m.strip() for m in b.split("+")]
+        if len(set(members)) != len(members) or not all(members):
+            raise DeepfakeError(f"bad backbone combination '{b}': join distinct names with '+'.")
+        for m in members:
+            get_config(m)
+    return backbones
+
+
+def _grid(grid: dict, config_path) -> dict:
+    from deepfake_cli.classifiers import parse_classifier_names
+    from deepfake_cli.transforms import normalize_transform
+
+    if "backbones" not in grid or "classifiers" not in grid:
+        raise DeepfakeError(f"[grid] of {config_path} needs at least 'backbones' and 'classifiers'.")
+    backbones = _backbones(grid)
+    classifiers = parse_classifier_names(",".join(_str_list(grid["classifiers"], "classifiers")))
+    train_t = [normalize_transform(t) for t in _str_list(grid.get("train_transforms", ["none"]), "train_transforms")]
+    test_t = [normalize_transform(t) for t in _str_list(grid.get("test_transforms") or train_t, "test_transforms")]
+    reducers = [parse_reducer(r) for r in _str_list(grid.get("reducers", ["none"]), "reducers")]
+    return {"backbones": backbones, "layers": _str_list(grid.get("layers", ["last"]), "layers"),
+            "train_transforms": list(dict.fromkeys(train_t)), "test_transforms": list(dict.fromkeys(test_t)),
+            "reducers": list(dict.fromkeys(reducers)), "classifiers": classifiers}
+
+
+def _study(study: dict, base: Path) -> dict:
+    from deepfake_cli.transforms import parse_align
+
+    align = study.get("align")
+    align_t = parse_align(align if align not in (False, None) else None)
+    test_size = float(study.get("test_size", 0.3))
+    val_size = float(study.get("val_size", 0.2))
+    if not 0 < test_size < 1:
+        raise DeepfakeError("test_size in [study] must be between 0 and 1 (a within-dataset test split is needed).")
+    if not 0 <= val_size < 1:
+        raise DeepfakeError("val_size in [study] must be in [0, 1).")
+    weights = study.get("weights", {}) or {}
+    if not isinstance(weights, dict):
+        raise DeepfakeError("weights in [study] must be a table: { backbone-name = \"path\" }.")
+    resolve = _resolver(base)
+    return {
+        "seed": int(study.get("seed", 0)), "test_size": test_size, "val_size": val_size,
+        "align": None if align_t is None else f"{align_t[0]}:{align_t[1]}",
+        "cross_dataset": bool(study.get("cross_dataset", True)), "device": str(study.get("device", "auto")),
+        "batch_size": int(study.get("batch_size", 32)),
+        **{key: None if study.get(key) is None else int(study[key]) for key in LEGACY_REDUCER_KEYS},
+        "weights": {k: resolve(v) for k, v in weights.items()},
+    }
