@@ -68,7 +68,9 @@ def make_dataset(root: Path, n: int) -> Path:
 def bench_speed(name, n, batch_size, device, workers, random_weights, tmp: Path) -> dict:
     from deepfake_cli.backbones import create_backbone
     from deepfake_cli.data import read_image
-    from deepfake_cli.extract import extract, resolve_device
+    from deepfake_cli.extract import extract
+    from deepfake_cli.inference.device import resolve_device
+    from deepfake_cli.inference.mapper import to_device
 
     ds = make_dataset(tmp / f"speed_{n}", n)
     out = tmp / f"{name}.h5"
@@ -84,8 +86,7 @@ def bench_speed(name, n, batch_size, device, workers, random_weights, tmp: Path)
         imgs += imgs[: batch_size - len(imgs)]
     from torch.utils.data._utils.collate import default_collate
     batch = default_collate(imgs)
-    from deepfake_cli.extract import _to_device
-    x = _to_device(batch, dev, False)
+    x = to_device(batch, dev, False)
     n_batches = max(1, n // batch_size)
     with torch.inference_mode():
         def fwd():

@@ -15,10 +15,11 @@ from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.evaluate import evaluate
 from deepfake_cli.extract import extract
-from deepfake_cli.predict import predict
+from deepfake_cli.inference.runner import LocalRunner
+from deepfake_cli.predict import predict, to_csv
 from deepfake_cli.reduce import reduce
 from deepfake_cli.train import train
-from tests.conftest import copy_subset, shared_set
+from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()
 
@@ -26,10 +27,10 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("p")
-    bg = copy_subset(shared_set("forensynths_biggan"), root / "biggan", 6)
+    bg = copy_subset(example_set("forensynths_biggan"), root / "biggan", 6)
     feats = root / "ll.h5"
     extract([str(bg)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
-    reduce(str(feats), "pca", str(root / "pca.reducer"), dim=5)
+    reduce(str(feats), "pca", str(root / "pca.reducer"), params={"dim": 5})
     train(str(feats), "lda,knn3", str(root / "models"), reducer=str(root / "pca.reducer"), test_size=0.34)
     per_image: list = []
     evaluate([root / "models"], [str(feats)], per_image=per_image)
@@ -74,6 +75,31 @@ def test_predict_cli_csv_json_skips_and_summary(trained, tmp_path):
     assert len(lines) == 6 and all(0.0 <= d["p_fake"] <= 1.0 for d in lines)
 
 
+class ReversedDelivery:
+    """A runner that hands back the local runner's batches last first, as a parallel engine may."""
+
+    def run(self, job, batches):
+        return reversed(list(LocalRunner(workers=0).run(job, batches)))
+
+
+def test_predict_rows_are_in_input_order_whatever_the_runner(trained, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"")
+    files = sorted((trained["biggan"] / "real").iterdir()) + [bad] + sorted((trained["biggan"] / "fake").iterdir())
+    done: list = []
+    res = predict(str(trained["models"]), files, device="cpu", batch_size=1, runner=ReversedDelivery(),
+                  progress=lambda d, total: done.append((d, total)))
+    ref = predict(str(trained["models"]), files, device="cpu", batch_size=1)
+    assert res.rows == ref.rows and len(res.rows) == 24  # 12 images x 2 models, input order
+    assert [r["path"] for r in res.rows[::2]] == [str(f) for f in files if f != bad]
+    assert res.skipped == ref.skipped == [{"path": str(bad), "reason": res.skipped[0]["reason"]}]
+    assert done[-1] == (13, 13) and len(done) == 13  # one call per batch; a batch of one bad file counts too
+    # the CSV keeps every digit of p_fake and reads back to the same numbers
+    rows = list(csv.DictReader(io.StringIO(to_csv(res.rows))))
+    assert [float(r["p_fake"]) for r in rows] == [r["p_fake"] for r in res.rows]
+    assert all(r["p_fake"] == repr(float(r["p_fake"])) for r in rows)
+
+
 def test_predict_transform_option_matches_transformed_features(trained, tmp_path):
     jpeg = tmp_path / "jpeg.h5"
     extract([str(trained["biggan"])], backbone="lowlevel", out=str(jpeg), transform="jpeg:60", device="cpu",
@@ -95,7 +121,7 @@ def test_predict_refuses_other_weights_and_reduced_feature_models(trained, tmp_p
         predict(str(forged), [str(trained["biggan"])], device="cpu")
     res = runner.invoke(app, ["predict", str(forged), str(trained["biggan"])])
     assert res.exit_code == 2 and "Traceback" not in res.output
-    reduce(str(trained["features"]), "pca", str(tmp_path / "r.reducer"), dim=3,
+    reduce(str(trained["features"]), "pca", str(tmp_path / "r.reducer"), params={"dim": 3},
            write_features=str(tmp_path / "red.h5"))
     model = train(str(tmp_path / "red.h5"), "lda", str(tmp_path / "red.model"))[0]
     with pytest.raises(DeepfakeError, match="cannot score raw images"):
@@ -104,7 +130,7 @@ def test_predict_refuses_other_weights_and_reduced_feature_models(trained, tmp_p
 
 def test_effnet_round_trip_and_backbone_mismatch(trained, tmp_path):
     """One small pretrained-network check: effnet-lite0 features, predict == eval on held-out raw images."""
-    bg = copy_subset(shared_set("forensynths_cyclegan"), tmp_path / "cyclegan", 4)
+    bg = copy_subset(example_set("forensynths_stylegan"), tmp_path / "stylegan", 4)
     feats = tmp_path / "eff.h5"
     try:
         extract([str(bg)], backbone="effnet-lite0", out=str(feats), device="cpu", workers=0, batch_size=8)

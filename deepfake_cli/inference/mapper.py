@@ -1,0 +1,67 @@
+"""The mapper: a collated batch of backbone inputs -> a (B, dim) float32 feature array.
+
+`BackboneSpec` says how to build the backbone, so a runner that keeps the model elsewhere (an actor
+pool, another machine) can rebuild the same one there; `Mapper` runs a built one on a device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything `create_backbone` needs, as plain data that pickles cheaply."""
+
+    name: str
+    weights: str | dict | None = None
+    layers: str = "last"
+    pretrained: bool = True
+
+    def build(self, device: str | torch.device = "cpu"):
+        from deepfake_cli.backbones import create_backbone
+
+        return create_backbone(self.name, weights=self.weights, device=str(device), layers=self.layers,
+                               pretrained=self.pretrained)
+
+
+class Mapper:
+    """Run a frozen backbone on batches: inference mode, float16 autocast on CUDA, float32 out."""
+
+    def __init__(self, backbone, device: str | torch.device, spec: BackboneSpec | None = None):
+        self.backbone, self.device, self.spec = backbone, torch.device(device), spec
+        self.cuda = self.device.type == "cuda"
+        if self.cuda:  # fixed input sizes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
+
+    @classmethod
+    def from_spec(cls, spec: BackboneSpec, device: str | torch.device) -> "Mapper":
+        return cls(spec.build(device), device, spec)
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.dim)
+
+    def __call__(self, inputs) -> np.ndarray:
+        """`inputs` as `reader.collate` makes them (None when no image of the batch was readable)."""
+        if inputs is None:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            # pinned host memory (the runner's job on CUDA) makes the copy asynchronous
+            x = to_device(inputs, self.device, non_blocking=self.cuda)
+            if self.cuda:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    feats = self.backbone(x)
+            else:
+                feats = self.backbone(x)
+            return feats.float().cpu().numpy()
+
+
+def to_device(batch, device, non_blocking: bool = False):
+    """Move a tensor, or the tuple of tensors a combined backbone takes, to `device`."""
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device, non_blocking) for b in batch)
+    return batch.to(device, non_blocking=non_blocking)
