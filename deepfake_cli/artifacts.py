@@ -3,8 +3,9 @@
 An artifact file is a skops archive of one dict: `{"format", "kind", "format_version", "meta_json",
 "estimator"}`. `meta_json` is a JSON string (so metadata never needs object types); `estimator` is a
 scikit-learn Pipeline (models) or a reducer. Loading first reads the archive's schema and refuses any
-type outside `TRUSTED_TYPES` — stricter than skops' own defaults — and then loads with skops, which
-never unpickles or executes code from the file.
+type outside `trusted_types()` — stricter than skops' own defaults — and then loads with skops, which
+never unpickles or executes code from the file. A file this version cannot read is refused in one line
+that names the version that wrote it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
 
 FORMAT = "deepfake-cli"
@@ -25,8 +27,10 @@ FORMAT_VERSION = 1
 MODEL_SUFFIX = ".model"
 REDUCER_SUFFIX = ".reducer"
 
-# Every type a model or reducer file may contain. Anything else in a file is refused before loading.
-TRUSTED_TYPES: frozenset[str] = frozenset({
+# The types every model or reducer file may contain, whatever its classifier and reducer: containers,
+# numpy, and the pipeline around the estimators. Each registry entry adds the types of its own estimator
+# (`Entry.trusted_types`); anything else in a file is refused before loading.
+BASE_TYPES: frozenset[str] = frozenset({
     # containers and scalars
     "builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int", "builtins.float",
     "builtins.bool", "builtins.NoneType", "builtins.slice", "builtins.type",
@@ -37,39 +41,43 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType",
     "numpy.dtypes.Int32DType", "numpy.dtypes.Int8DType", "numpy.dtypes.UInt8DType", "numpy.dtypes.IntDType",
     "numpy.dtypes.BoolDType", "numpy.dtypes.StrDType",
-    # scikit-learn pieces of our pipelines
+    # the pipeline: reduce (frozen) -> scale -> clf
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.frozen._frozen.FrozenEstimator",
-    "sklearn.decomposition._pca.PCA",
-    "sklearn.ensemble._bagging.BaggingClassifier",
-    "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._tree.Tree",
-    "sklearn.discriminant_analysis.LinearDiscriminantAnalysis",
-    "sklearn.neighbors._classification.KNeighborsClassifier",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.svm._classes.SVC",
-    "sklearn.naive_bayes.GaussianNB",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.Interval",
-    "sklearn._loss._loss.CyHalfBinomialLoss",
-    "sklearn.preprocessing._label.LabelEncoder",
-    # ours
+})
+
+# Where files of deepfake-cli 0.1.0 (single-module classifiers.py / reducers.py) recorded our classes;
+# the packages re-export the classes under these names, so those files still load.
+LEGACY_TYPES: frozenset[str] = frozenset({
     "deepfake_cli.classifiers.LinearProbe",
     "deepfake_cli.reducers.IdentityReducer",
     "deepfake_cli.reducers.PCAReducer",
     "deepfake_cli.reducers.AutoencoderReducer",
 })
+
+
+def trusted_types() -> frozenset[str]:
+    """The allowlist: the base, the legacy names, and every registered classifier's and reducer's types.
+
+    Computed on each call (it is cheap) so that entries registered at run time count, and so that
+    importing this module does not import the registries.
+    """
+    from deepfake_cli.classifiers import CLASSIFIERS
+    from deepfake_cli.reducers import REDUCERS
+
+    found = set(BASE_TYPES | LEGACY_TYPES)
+    for registry in (CLASSIFIERS, REDUCERS):
+        for entry in registry.entries():
+            found |= entry.trusted_types
+    return frozenset(found)
+
+
+def __getattr__(name: str):
+    # `artifacts.TRUSTED_TYPES` (the name of 0.1.0) stays readable; it is the computed allowlist
+    if name == "TRUSTED_TYPES":
+        return trusted_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -128,12 +136,28 @@ def save_artifact(path: str | os.PathLike, estimator, meta: dict, kind: str) -> 
 
 
 def untrusted_types(path: str | os.PathLike) -> list[str]:
-    """Types named anywhere in a skops archive's schema that are not in TRUSTED_TYPES."""
-    with zipfile.ZipFile(path) as zf:
-        schema = json.loads(zf.read("schema.json"))
+    """Types named anywhere in a skops archive's schema that are not in `trusted_types()`."""
     found: set[str] = set()
-    _collect_types(schema, found)
-    return sorted(found - TRUSTED_TYPES)
+    _collect_types(_schema(path), found)
+    return sorted(found - trusted_types())
+
+
+def _schema(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("schema.json"))
+
+
+def _written_by(path) -> str:
+    """" (written by deepfake-cli X; retrain it with this version, Y)" from the metadata in the schema,
+    read without loading anything; "" when the file does not say."""
+    try:
+        node = _schema(path)["content"]["meta_json"]["content"]
+        version = json.loads(json.loads(node) if isinstance(node, str) else node).get("tool_version")
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile, AttributeError):
+        return ""
+    if not version:
+        return ""
+    return f" (written by deepfake-cli {version}; retrain it with this version, {__version__})"
 
 
 def _collect_types(node, found: set[str]) -> None:
@@ -168,18 +192,19 @@ def load_artifact(path: str | os.PathLike, kind: str) -> Artifact:
         raise DeepfakeError(f"{path} is not a deepfake-cli {what} file (not a skops archive).") from None
     if untrusted:
         raise DeepfakeError(f"Refusing to load {path}: it contains types outside the allowlist "
-                            f"({', '.join(untrusted[:5])}{', ...' if len(untrusted) > 5 else ''}).")
+                            f"({', '.join(untrusted[:5])}{', ...' if len(untrusted) > 5 else ''}){_written_by(path)}.")
     try:
-        payload = sio.load(path, trusted=sorted(TRUSTED_TYPES))
+        payload = sio.load(path, trusted=sorted(trusted_types()))
     except Exception as exc:  # skops raises many types on corrupt content; all mean the same to the user
-        raise DeepfakeError(f"{path} is not a readable deepfake-cli {what} file ({type(exc).__name__}).") from None
+        raise DeepfakeError(f"{path} is not a readable deepfake-cli {what} file ({type(exc).__name__})"
+                            f"{_written_by(path)}.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DeepfakeError(f"{path} is a skops file but not a deepfake-cli {what}.")
     if payload.get("kind") != kind:
         raise DeepfakeError(f"{path} is a deepfake-cli {payload.get('kind')}, not a {what}.")
     if payload.get("format_version") != FORMAT_VERSION:
         raise DeepfakeError(f"{path} has format version {payload.get('format_version')}; "
-                            f"this deepfake-cli reads version {FORMAT_VERSION}.")
+                            f"this deepfake-cli reads version {FORMAT_VERSION}{_written_by(path)}.")
     try:
         meta = json.loads(payload["meta_json"])
     except (KeyError, TypeError, ValueError):

@@ -17,7 +17,7 @@ from deepfake_cli import __version__
 from deepfake_cli.artifacts import save_reducer
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureFileWriter, read_features
-from deepfake_cli.reducers import create_reducer
+from deepfake_cli.reducers import REDUCERS, create_reducer
 
 
 @dataclass
@@ -33,29 +33,16 @@ class ReduceSummary:
     meta: dict
 
 
-def reduce(features: str, method: str, out: str, dim: int | None = None, variance: float | None = None,
-           hidden: tuple[int, ...] | None = None, epochs: int | None = None, lr: float | None = None,
-           seed: int = 0, device: str = "auto", datasets: list[str] | None = None,
-           write_features: str | None = None) -> ReduceSummary:
-    """Fit `method` (none|pca|autoencoder) on `features`, save it to `out`; see `reducers.create_reducer`."""
-    if method != "pca" and variance is not None:
-        raise DeepfakeError("--variance applies to --method pca only.")
-    if method != "autoencoder" and any(v is not None for v in (hidden, epochs, lr)):
-        raise DeepfakeError("--hidden, --epochs and --lr apply to --method autoencoder only.")
-    if method == "none" and dim is not None:
-        raise DeepfakeError("--dim does not apply to --method none.")
-    if dim is not None and variance is not None:
-        raise DeepfakeError("Give either --dim or --variance, not both.")
+def reduce(features: str, method: str, out: str, params: dict | None = None, seed: int = 0, device: str = "auto",
+           datasets: list[str] | None = None, write_features: str | None = None) -> ReduceSummary:
+    """Fit reducer `method` (see `reducers.list_reducers`) with hyper-parameters `params` on `features`, save it.
+
+    `seed` and `device` go to the reducer only when its registry entry has that capability.
+    """
+    est = _create(method, params or {}, seed, device)
     fs = read_features(features, datasets=datasets)
     if len(fs.y) == 0:
         raise DeepfakeError(f"{features} has no images to fit a reducer on.")
-    params: dict = {}
-    if method == "pca":
-        params = {"dim": dim, "variance": variance, "random_state": seed}
-    elif method == "autoencoder":
-        params = {"dim": dim, "hidden": tuple(hidden) if hidden else None, "epochs": epochs, "lr": lr,
-                  "random_state": seed, "device": device}
-    est = create_reducer(method, **params)
     try:
         est.fit(fs.X)
     except ValueError as exc:
@@ -72,9 +59,7 @@ def reduce(features: str, method: str, out: str, dim: int | None = None, varianc
         "explained_variance": None if explained is None else float(explained),
         "tool_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
-    if method == "autoencoder":
-        meta["epochs_run"] = int(est.epochs_run_)
-        meta["best_val_loss"] = float(est.best_val_loss_)
+    meta.update(est.fit_info() if hasattr(est, "fit_info") else {})
     out_p = save_reducer(out, est, meta)
 
     feats_out = None
@@ -88,3 +73,13 @@ def reduce(features: str, method: str, out: str, dim: int | None = None, varianc
             feats_out = writer.close(skipped=fs.meta.get("skipped"), duplicates=fs.meta.get("duplicates"))
     return ReduceSummary(out_p, method, meta["input_dim"], meta["output_dim"], meta["n_fit"], recon,
                          meta["explained_variance"], feats_out, meta)
+
+
+def _create(method: str, params: dict, seed: int, device: str):
+    """The unfitted reducer; refuses parameters it does not take before any features are read."""
+    entry = REDUCERS.get(method)
+    given = {k: v for k, v in params.items() if v is not None}
+    for cap, value in (("random_state", seed), ("device", device)):
+        if cap in entry.capabilities:
+            given.setdefault(cap, value)
+    return create_reducer(method, **given)

@@ -24,7 +24,7 @@ import numpy as np
 
 from deepfake_cli import __version__
 from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, p_fake, save_model
-from deepfake_cli.classifiers import create_classifier, needs_scaling, parse_classifier_names
+from deepfake_cli.classifiers import CLASSIFIERS, create_classifier, needs_scaling, parse_classifier_names
 from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
@@ -55,45 +55,99 @@ def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
 
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
-          device: str = "cpu", progress: Callable[[str], None] | None = None) -> list[TrainResult]:
+          device: str = "cpu", progress: Callable[[str], None] | None = None,
+          params: dict[str, dict] | None = None) -> list[TrainResult]:
     """Train each classifier on `features` and write its model.
 
     One classifier: `out` is the model file (or a folder to put `<name>.model` in). Several: `out` is a
-    folder that receives `<name>.model` per classifier.
+    folder that receives `<name>.model` per classifier. `params` maps a classifier name to its
+    hyper-parameters (see `deepfake classifiers`); `seed` and `device` go to the classifiers whose
+    registry entry takes them.
     """
-    from sklearn.frozen import FrozenEstimator
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    names = parse_classifier_names(classifiers) if isinstance(classifiers, str) else \
-        parse_classifier_names(",".join(classifiers))
+    names = parse_classifier_names(classifiers if isinstance(classifiers, str) else ",".join(classifiers))
+    estimators = _make_classifiers(names, params, seed, device)  # refuses unknown parameters before any work
     if not 0 <= test_size < 1:
         raise DeepfakeError(f"--test-size must be in [0, 1), got {test_size}.")
     if not 0 <= val_size < 1:
         raise DeepfakeError(f"--val-size must be in [0, 1), got {val_size}.")
     fs = read_features(features, datasets=datasets)
+    _check_combined(names, fs, features)
     train_sets = list(datasets) if datasets else fs.datasets
+    red_step, red_info = _reducer_step(reducer, fs, features)
+    split = _split(fs, test_size, val_size, seed, train_sets)
+    common_meta = _common_meta(fs, features, red_info, train_sets, split, test_size, val_size, seed)
+    notes = []
     if fs.meta.get("reduced_by"):
-        warn_reduced = ("these features were written by `deepfake reduce`; the model cannot be applied to raw "
-                        "images by `predict` (train on the original features with --reducer for that)")
-    else:
-        warn_reduced = None
+        notes.append("these features were written by `deepfake reduce`; the model cannot be applied to raw "
+                     "images by `predict` (train on the original features with --reducer for that)")
 
-    red_step, red_info = "passthrough", {"method": "none"}
-    if reducer:
-        art = load_reducer(reducer)
-        diff = mismatch(art.meta, fs.meta, COMPAT_KEYS)
-        if diff:
-            raise DeepfakeError(f"Reducer {reducer} was fitted on {describe(art.meta, diff)} but {features} has "
-                                f"{describe(fs.meta, diff)}.")
-        if int(art.meta.get("input_dim", -1)) != fs.X.shape[1]:
-            raise DeepfakeError(f"Reducer {reducer} takes {art.meta.get('input_dim')}-dimensional features; "
-                                f"{features} has {fs.X.shape[1]}.")
-        red_step = FrozenEstimator(art.estimator)
-        red_info = {k: art.meta.get(k) for k in ("method", "params", "input_dim", "output_dim", "features_file",
-                                                 "reconstruction", "explained_variance")}
-        red_info["path"] = str(Path(reducer).resolve())
+    out_p = Path(out)
+    several = len(names) > 1
+    if several and out_p.exists() and not out_p.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
+    results = []
+    for name in names:
+        if progress:
+            progress(name)
+        target = (out_p / f"{name}{MODEL_SUFFIX}") if (several or out_p.is_dir()) else out_p
+        results.append(_train_one(name, estimators[name], fs, split, red_step, common_meta, target, list(notes)))
+    return results
 
+
+def _make_classifiers(names: list[str], params: dict[str, dict] | None, seed: int, device: str) -> dict:
+    """A fresh estimator per classifier name, with its parameters, seed and (if it takes one) device."""
+    params = params or {}
+    stray = [k for k in params if k not in names]
+    if stray:
+        raise DeepfakeError(f"Parameters given for {', '.join(stray)}, which {'is' if len(stray) == 1 else 'are'} "
+                            f"not among the classifiers being trained ({', '.join(names)}).")
+    out = {}
+    for name in names:
+        kwargs = dict(params.get(name) or {})
+        if "device" in CLASSIFIERS.get(name).capabilities:
+            kwargs.setdefault("device", device)
+        out[name] = create_classifier(name, random_state=seed, **kwargs)
+    return out
+
+
+def _check_combined(names: list[str], fs: FeatureSet, features: str) -> None:
+    """Classifiers with the `combined` capability take only features of joined backbones (`a+b`)."""
+    backbone = str(fs.meta.get("backbone"))
+    for name in names:
+        if "combined" in CLASSIFIERS.get(name).capabilities and "+" not in backbone:
+            raise DeepfakeError(f"Classifier {name} needs features of combined backbones (extract --backbone a+b); "
+                                f"{features} has {backbone}.")
+
+
+def _reducer_step(reducer: str | None, fs: FeatureSet, features: str):
+    """The pipeline's reduce step (a frozen, already fitted reducer) and its description for the metadata."""
+    from sklearn.frozen import FrozenEstimator
+
+    if not reducer:
+        return "passthrough", {"method": "none"}
+    art = load_reducer(reducer)
+    diff = mismatch(art.meta, fs.meta, COMPAT_KEYS)
+    if diff:
+        raise DeepfakeError(f"Reducer {reducer} was fitted on {describe(art.meta, diff)} but {features} has "
+                            f"{describe(fs.meta, diff)}.")
+    if int(art.meta.get("input_dim", -1)) != fs.X.shape[1]:
+        raise DeepfakeError(f"Reducer {reducer} takes {art.meta.get('input_dim')}-dimensional features; "
+                            f"{features} has {fs.X.shape[1]}.")
+    info = {k: art.meta.get(k) for k in ("method", "params", "input_dim", "output_dim", "features_file",
+                                         "reconstruction", "explained_variance")}
+    info["path"] = str(Path(reducer).resolve())
+    return FrozenEstimator(art.estimator), info
+
+
+@dataclass
+class _Split:
+    tr_idx: np.ndarray     # the training part (fit + validation)
+    fit_idx: np.ndarray    # what the saved classifier is fitted on
+    val_idx: np.ndarray    # chooses the threshold
+    test_mask: np.ndarray  # held out for `eval`
+
+
+def _split(fs: FeatureSet, test_size: float, val_size: float, seed: int, train_sets: list[str]) -> _Split:
     train_mask, test_mask = heldout_split(fs, test_size, seed)
     _check_classes(fs, train_mask, train_sets)
     tr_idx = np.flatnonzero(train_mask)
@@ -104,9 +158,15 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
     fit_idx = tr_idx[~np.isin(fs.sha256[tr_idx], list(val_hashes))]
     val_idx = tr_idx[val_local]
     _check_classes(fs, np.isin(np.arange(len(fs.y)), fit_idx), train_sets)
+    return _Split(tr_idx, fit_idx, val_idx, test_mask)
 
+
+def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: _Split,
+                 test_size: float, val_size: float, seed: int) -> dict:
+    """The metadata every model of one `train` call shares (what made its features, splits, reducer)."""
+    test_mask, tr_idx = split.test_mask, split.tr_idx
     heldout = {d: sorted(set(fs.sha256[test_mask & (fs.dataset == d)].tolist())) for d in train_sets}
-    common_meta = {
+    return {
         "backbone": fs.meta.get("backbone"), "dim": fs.meta.get("dim"), "input_dim": int(fs.X.shape[1]),
         "layers": fs.meta.get("layers"), "weights_id": fs.meta.get("weights_id"),
         "preprocessing": fs.meta.get("preprocessing"), "transform": fs.meta.get("transform", "none"),
@@ -115,56 +175,50 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
         "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
         "train_datasets": train_sets, "heldout_sha256": heldout,
         "train_sha256": sorted(set(fs.sha256[tr_idx].tolist())),
-        "n_train": int(len(tr_idx)), "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)),
+        "n_train": int(len(tr_idx)), "n_fit": int(len(split.fit_idx)), "n_val": int(len(split.val_idx)),
         "n_heldout": {d: int((test_mask & (fs.dataset == d)).sum()) for d in train_sets},
         "test_size": float(test_size), "val_size": float(val_size), "split_seed": int(seed),
         "features_file": str(Path(features).resolve()), "features_created": fs.meta.get("created"),
         "tool_version": __version__,
     }
 
-    out_p = Path(out)
-    several = len(names) > 1
-    if several and out_p.exists() and not out_p.is_dir():
-        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
-    results = []
-    for name in names:
-        t0 = time.perf_counter()
-        if progress:
-            progress(name)
-        clf = create_classifier(name, random_state=seed)
-        if name == "linear-probe":
-            clf.set_params(device=device)
-        pipe = Pipeline([("reduce", red_step),
-                         ("scale", StandardScaler() if needs_scaling(name) else "passthrough"),
-                         ("clf", clf)])
-        notes = [warn_reduced] if warn_reduced else []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                pipe.fit(fs.X[fit_idx], fs.y[fit_idx].astype(int))
-            except ValueError as exc:
-                raise DeepfakeError(f"Classifier {name} could not be trained on {len(fit_idx)} images: {exc}") from None
-        notes += sorted({str(w.message).splitlines()[0] for w in caught
-                         if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
-        if len(val_idx) and len(set(fs.y[val_idx].tolist())) == 2:
-            p_val = p_fake(pipe, fs.X[val_idx])
-            threshold = choose_threshold(fs.y[val_idx], p_val)
-            validation = binary_scores(fs.y[val_idx], p_val, threshold)
-            validation["accuracy_at_0_5"] = binary_scores(fs.y[val_idx], p_val, 0.5)["accuracy"]
-        else:
-            threshold, validation = 0.5, {}
-            notes.append("too few images for a validation part with both classes; threshold fixed at 0.5")
-        validation["threshold"] = threshold
-        target = (out_p / f"{name}{MODEL_SUFFIX}") if (several or out_p.is_dir()) else out_p
-        meta = dict(common_meta, name=target.stem, classifier=name,
-                    classifier_params=_json_params(clf), threshold=float(threshold),
-                    threshold_rule="max balanced accuracy on validation p_fake",
-                    validation=validation, notes=notes,
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        save_model(target, pipe, meta)
-        results.append(TrainResult(name, target, float(threshold), validation, int(len(fit_idx)),
-                                   int(len(val_idx)), meta["n_heldout"], time.perf_counter() - t0, notes))
-    return results
+
+def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_meta: dict, target: Path,
+               notes: list) -> TrainResult:
+    """Fit reduce -> scale -> clf on the fit part, pick the threshold on validation, save the model."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.perf_counter()
+    fit_idx, val_idx = split.fit_idx, split.val_idx
+    pipe = Pipeline([("reduce", red_step),
+                     ("scale", StandardScaler() if needs_scaling(name) else "passthrough"),
+                     ("clf", clf)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pipe.fit(fs.X[fit_idx], fs.y[fit_idx].astype(int))
+        except ValueError as exc:
+            raise DeepfakeError(f"Classifier {name} could not be trained on {len(fit_idx)} images: {exc}") from None
+    notes += sorted({str(w.message).splitlines()[0] for w in caught
+                     if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
+    if len(val_idx) and len(set(fs.y[val_idx].tolist())) == 2:
+        p_val = p_fake(pipe, fs.X[val_idx])
+        threshold = choose_threshold(fs.y[val_idx], p_val)
+        validation = binary_scores(fs.y[val_idx], p_val, threshold)
+        validation["accuracy_at_0_5"] = binary_scores(fs.y[val_idx], p_val, 0.5)["accuracy"]
+    else:
+        threshold, validation = 0.5, {}
+        notes.append("too few images for a validation part with both classes; threshold fixed at 0.5")
+    validation["threshold"] = threshold
+    meta = dict(common_meta, name=target.stem, classifier=name,
+                classifier_params=_json_params(clf), threshold=float(threshold),
+                threshold_rule="max balanced accuracy on validation p_fake",
+                validation=validation, notes=notes,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    save_model(target, pipe, meta)
+    return TrainResult(name, target, float(threshold), validation, int(len(fit_idx)), int(len(val_idx)),
+                       common_meta["n_heldout"], time.perf_counter() - t0, notes)
 
 
 def _json_params(est) -> dict:

@@ -13,18 +13,18 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from deepfake_cli.artifacts import (TRUSTED_TYPES, load_model, load_reducer, save_model, save_reducer,
-                                    untrusted_types)
+from deepfake_cli.artifacts import (BASE_TYPES, LEGACY_TYPES, load_model, load_reducer, save_model, save_reducer,
+                                    trusted_types, untrusted_types)
 from deepfake_cli.classifiers import create_classifier, needs_scaling
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.reducers import create_reducer
-from tests.conftest import shared_set
+from tests.conftest import REPO, example_set
 from tests.test_classifiers import NAMES, pixel_stats
 
 
 @pytest.fixture(scope="module")
 def data():
-    root = shared_set("forensynths_stylegan")
+    root = example_set("forensynths_stylegan")
     X, y = [], []
     for label, cls in enumerate(("real", "fake")):
         for p in sorted((root / cls).iterdir())[:12]:
@@ -129,5 +129,75 @@ def test_truncated_file_and_wrong_kinds_are_refused(tmp_path, model_file, data):
 
 def test_allowlist_holds_no_callables():
     banned = ("builtins.eval", "builtins.exec", "os.", "subprocess", "FunctionTransformer", "functools")
-    assert not [t for t in TRUSTED_TYPES if any(b in t for b in banned)]
-    assert json.loads(json.dumps(sorted(TRUSTED_TYPES)))
+    assert not [t for t in trusted_types() if any(b in t for b in banned)]
+    assert json.loads(json.dumps(sorted(trusted_types())))
+
+
+def test_allowlist_is_the_base_plus_what_the_registries_declare():
+    from deepfake_cli.classifiers import CLASSIFIERS, LinearProbe
+    from deepfake_cli.reducers import REDUCERS, AutoencoderReducer
+
+    declared = set().union(*(e.trusted_types for r in (CLASSIFIERS, REDUCERS) for e in r.entries()))
+    assert trusted_types() == BASE_TYPES | LEGACY_TYPES | declared
+    assert "sklearn.svm._classes.SVC" in CLASSIFIERS.get("svm").trusted_types
+    assert f"{LinearProbe.__module__}.LinearProbe" in CLASSIFIERS.get("linear-probe").trusted_types
+    assert f"{AutoencoderReducer.__module__}.AutoencoderReducer" in REDUCERS.get("autoencoder").trusted_types
+    # no estimator sneaks in through the base: only the pipeline around the registered ones
+    assert not [t for t in BASE_TYPES if t.startswith("sklearn.") and "Classifier" in t]
+
+
+# --- files written by deepfake-cli 0.1.0 (tests/golden/legacy, see its README) ----------------------------
+
+LEGACY = REPO / "tests" / "golden" / "legacy"
+
+
+@pytest.fixture(scope="module")
+def legacy_features(tmp_path_factory):
+    """The `lowlevel` features the legacy files were made from (`biggan=examples/data/forensynths_biggan`)."""
+    from deepfake_cli.extract import extract
+    from deepfake_cli.features import read_features
+
+    out = tmp_path_factory.mktemp("legacy") / "f.h5"
+    extract([f"biggan={example_set('forensynths_biggan')}"], backbone="lowlevel", out=str(out), device="cpu",
+            workers=0, progress=False)
+    return read_features(out)
+
+
+def test_legacy_models_load_and_score_exactly_as_they_did(monkeypatch):
+    from deepfake_cli.predict import predict
+
+    monkeypatch.chdir(REPO)  # predictions.jsonl holds repository-relative paths
+    want = {(r["path"], r["model"]): r for r in map(json.loads, (LEGACY / "predictions.jsonl").read_text().splitlines())}
+    models = load_model(LEGACY / "models" / "linear-probe.model")
+    assert models.meta["tool_version"] == "0.1.0"
+    assert type(models.estimator.named_steps["clf"]).__name__ == "LinearProbe"
+    rows = predict(str(LEGACY / "models"), ["examples/data/forensynths_biggan"], device="cpu").rows
+    assert len(rows) == len(want) == 120
+    for r in rows:
+        w = want[(r["path"], r["model"])]
+        assert r["p_fake"] == pytest.approx(w["p_fake"], rel=1e-9, abs=1e-12) and r["label"] == w["label"], r
+
+
+@pytest.mark.parametrize("name", ["pca8", "ae4"])
+def test_legacy_reducers_load_and_reconstruct_exactly_as_they_did(name, legacy_features):
+    art = load_reducer(LEGACY / f"{name}.reducer")
+    assert art.meta["tool_version"] == "0.1.0"
+    X = legacy_features.X
+    assert art.estimator.transform(X).shape == (len(X), art.meta["output_dim"])
+    # the reconstruction error stored at fitting time, on these very features, comes out the same
+    assert art.estimator.reconstruction_error(X)["mse"] == pytest.approx(art.meta["reconstruction"]["mse"], rel=1e-9)
+
+
+def test_a_legacy_file_this_version_cannot_read_is_refused_naming_its_version(tmp_path):
+    gone = tmp_path / "gone.model"  # as if the probe had been removed: its recorded class is no longer known
+    with zipfile.ZipFile(LEGACY / "models" / "linear-probe.model") as src, zipfile.ZipFile(gone, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "schema.json":
+                data = data.replace(b'"LinearProbe"', b'"RemovedProbe"')
+            dst.writestr(item, data)
+    with pytest.raises(DeepfakeError) as err:
+        load_model(gone)
+    msg = str(err.value)
+    assert "deepfake_cli.classifiers.RemovedProbe" in msg and "\n" not in msg
+    assert "written by deepfake-cli 0.1.0; retrain it with this version" in msg

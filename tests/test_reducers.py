@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from deepfake_cli.artifacts import load_reducer, save_reducer
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.reducers import AutoencoderReducer, create_reducer, list_reducers
-from tests.conftest import shared_set
+from deepfake_cli.reducers import REDUCERS, AutoencoderReducer, create_reducer, list_reducers
+from tests.conftest import example_set
 from tests.test_classifiers import pixel_stats
 
 
 @pytest.fixture(scope="module")
 def X():
     """Pixel statistics of 40 real and generated CIFAKE images, with 4 derived columns so PCA has redundancy."""
-    root = shared_set("cifake_sd14")
+    root = example_set("cifake_sd14")
     rows = [pixel_stats(p) for cls in ("real", "fake") for p in sorted((root / cls).iterdir())[:20]]
     base = np.array(rows, dtype=np.float64)
     return np.hstack([base, base[:, :4] * 2 + base[:, 4:8]]).astype(np.float32)
 
 
 def test_registry():
-    assert [r["name"] for r in list_reducers()] == ["none", "pca", "autoencoder"]
-    with pytest.raises(DeepfakeError, match="Unknown reducer"):
+    rows = list_reducers()
+    assert [r["name"] for r in rows] == ["none", "pca", "autoencoder"]
+    assert [p["name"] for p in rows[2]["params"]] == ["dim", "hidden", "epochs", "lr", "batch_size", "val_fraction",
+                                                      "patience"]
+    assert rows[2]["capabilities"] == ["device", "random_state"] and rows[1]["capabilities"] == ["random_state"]
+    with pytest.raises(DeepfakeError, match="Unknown reducer 'tsne'; choose from none, pca, autoencoder"):
         create_reducer("tsne")
-    with pytest.raises(DeepfakeError, match="does not take"):
+    with pytest.raises(DeepfakeError, match="Reducer 'none' does not take dim; it takes no parameters"):
         create_reducer("none", dim=3)
+    with pytest.raises(DeepfakeError, match="Reducer 'pca' does not take device; it takes dim, variance, random_state"):
+        create_reducer("pca", device="cpu")
+    ae = create_reducer("autoencoder", hidden=(8, 4), dim=None, device="cpu")
+    assert (ae.hidden, ae.dim, ae.device, ae.epochs) == ((8, 4), 32, "cpu", 200)  # None: the declared default
+    assert REDUCERS.parse_params("autoencoder", ["hidden=64,16", "lr=0.01"]) == {"hidden": (64, 16), "lr": 0.01}
 
 
 def test_none_is_identity(X):
@@ -73,3 +83,21 @@ def test_saved_reducer_transforms_identically(tmp_path, X, name, params):
     loaded = load_reducer(path)
     assert loaded.meta == {"method": name}
     np.testing.assert_allclose(loaded.estimator.transform(X), r.transform(X), atol=1e-12)
+
+
+def test_bad_input_is_refused_in_scikit_learn_terms(X):
+    for name, params in (("none", {}), ("pca", {"dim": 3}), ("autoencoder", {"dim": 3, "hidden": (8,), "epochs": 2})):
+        r = create_reducer(name, **params)
+        with pytest.raises(NotFittedError):
+            r.transform(X)
+        r.fit(X)
+        with pytest.raises(ValueError, match=f"X has 5 features, but {type(r).__name__} is expecting {X.shape[1]}"):
+            r.transform(X[:, :5])
+        bad = X.copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            create_reducer(name, **params).fit(bad)
+    with pytest.raises(ValueError, match="needs at least 4 images"):
+        create_reducer("autoencoder", dim=2).fit(X[:3])
+    with pytest.raises(ValueError, match=r"dim must be between 1 and 17 for PCA \(images: n_samples = 40"):
+        create_reducer("pca", dim=18).fit(X)

@@ -20,7 +20,7 @@ from deepfake_cli.features import read_features
 from deepfake_cli.reduce import reduce
 from deepfake_cli.splits import heldout_split
 from deepfake_cli.train import train
-from tests.conftest import copy_subset, shared_set
+from tests.conftest import copy_subset, example_set
 from tests.test_classifiers import NAMES
 
 runner = CliRunner()
@@ -28,16 +28,17 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """biggan (6+6, one real duplicated inside), gaugan (5+5 plus two of biggan's fakes), onlyreal (4 real)."""
+    """biggan (6+6, one real duplicated inside), gaugan (StyleGAN images, 5+5 plus two of biggan's fakes),
+    onlyreal (4 real CIFAKE photos)."""
     root = tmp_path_factory.mktemp("sets")
-    biggan = copy_subset(shared_set("forensynths_biggan"), root / "biggan", 6)
+    biggan = copy_subset(example_set("forensynths_biggan"), root / "biggan", 6)
     first_real = sorted((biggan / "real").iterdir())[0]
     shutil.copy(first_real, biggan / "real" / ("copy_" + first_real.name))
-    gaugan = copy_subset(shared_set("forensynths_gaugan"), root / "gaugan", 5)
+    gaugan = copy_subset(example_set("forensynths_stylegan"), root / "gaugan", 5)
     dup_fakes = sorted((biggan / "fake").iterdir())[:2]
     for p in dup_fakes:
         shutil.copy(p, gaugan / "fake" / ("from_biggan_" + p.name))
-    onlyreal = copy_subset(shared_set("cifake_sd14"), root / "onlyreal", 4, classes=("real",))
+    onlyreal = copy_subset(example_set("cifake_sd14"), root / "onlyreal", 4, classes=("real",))
     feats = root / "ll.h5"
     extract([str(biggan), str(gaugan), str(onlyreal)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
     return {"root": root, "features": feats, "biggan": biggan, "gaugan": gaugan, "onlyreal": onlyreal}
@@ -171,7 +172,7 @@ def test_refusals(models, store, tmp_path):
     res = runner.invoke(app, ["train", str(store["features"]), "--classifier", "lda,bogus", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "bogus" in res.output
     # a reducer fitted on features made another way cannot go into a model of these
-    reduce(str(aligned), "pca", str(tmp_path / "al.reducer"), dim=2)
+    reduce(str(aligned), "pca", str(tmp_path / "al.reducer"), params={"dim": 2})
     with pytest.raises(DeepfakeError, match="Reducer .* was fitted on preprocessing="):
         train(str(store["features"]), "lda", str(tmp_path / "y.model"), reducer=str(tmp_path / "al.reducer"))
 
@@ -186,7 +187,8 @@ def test_reduce_cli_then_train_and_eval_with_reducers(store, tmp_path):
     assert red.X.shape == (len(orig), 6) and red.meta["reduced_by"]["method"] == "pca"
     np.testing.assert_array_equal(red.sha256, orig.sha256)
     np.testing.assert_array_equal(red.dataset, orig.dataset)
-    s = reduce(feats, "autoencoder", str(tmp_path / "ae.reducer"), dim=4, hidden=(16,), epochs=30, device="cpu")
+    s = reduce(feats, "autoencoder", str(tmp_path / "ae.reducer"), params={"dim": 4, "hidden": (16,), "epochs": 30},
+               device="cpu")
     assert s.output_dim == 4 and s.reconstruction["relative"] > 0 and s.meta["epochs_run"] <= 30
 
     for reducer, dim in (("p.reducer", 6), ("ae.reducer", 4)):
@@ -204,3 +206,60 @@ def test_reduce_cli_then_train_and_eval_with_reducers(store, tmp_path):
     with pytest.raises(DeepfakeError, match="6-dimensional"):
         evaluate([model_red.path], [feats])
     assert evaluate([model_red.path], [str(tmp_path / "red.h5")])
+
+
+def test_train_params_reach_the_chosen_classifiers_and_unknown_ones_are_refused(store, tmp_path):
+    feats = str(store["features"])
+    res = runner.invoke(app, ["train", feats, "--classifier", "knn1,knn3,linear-probe", "--datasets", "biggan",
+                              "--param", "n_neighbors=2", "--param", "knn3.n_neighbors=4", "--param", "epochs=40",
+                              "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    params = {n: load_model(tmp_path / "m" / f"{n}.model").meta["classifier_params"] for n in ("knn1", "knn3",
+                                                                                               "linear-probe")}
+    assert params["knn1"]["n_neighbors"] == 2 and params["knn3"]["n_neighbors"] == 4
+    assert params["linear-probe"]["epochs"] == 40 and params["linear-probe"]["device"] == "cpu"
+    for args, says in ((["--param", "C=2"], "no chosen classifier takes 'C'"),
+                       (["--param", "svm.C=2"], "'svm' is not among the classifiers being trained"),
+                       (["--param", "lda.k=2"], "Classifier 'lda' has no parameter 'k'; it takes shrinkage"),
+                       (["--param", "shrinkage=much"], "Bad value shrinkage='much'"),
+                       (["--param", "nokey"], "--param takes KEY=VALUE")):
+        res = runner.invoke(app, ["train", feats, "--classifier", "lda,knn1", "--out", str(tmp_path / "x")] + args)
+        assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, (args, res.output)
+    assert not (tmp_path / "x").exists()  # refused before any training
+    # the Python API takes typed values per classifier, and checks them before reading the features
+    with pytest.raises(DeepfakeError, match="Parameters given for svm, which is not among"):
+        train(feats, "lda", str(tmp_path / "y.model"), params={"svm": {"C": 2.0}})
+    with pytest.raises(DeepfakeError, match="Classifier 'lda' does not take n_neighbors"):
+        train("/no/such/file.h5", "lda", str(tmp_path / "y.model"), params={"lda": {"n_neighbors": 2}})
+    r = train(feats, "lda", str(tmp_path / "z.model"), params={"lda": {"shrinkage": 0.5}}, datasets=["biggan"])[0]
+    assert load_model(r.path).estimator.named_steps["clf"].shrinkage == 0.5
+
+
+def test_reduce_options_are_generic_and_refused_where_the_reducer_does_not_take_them(store, tmp_path):
+    feats = str(store["features"])
+    res = runner.invoke(app, ["reduce", feats, "--method", "autoencoder", "--dim", "3", "--hidden", "12,6",
+                              "--epochs", "4", "--lr", "0.01", "--param", "patience=2", "--device", "cpu",
+                              "--seed", "5", "--out", str(tmp_path / "ae.reducer")])
+    assert res.exit_code == 0, res.output
+    assert "83 -> 3" in res.output and "epochs" in res.output
+    from deepfake_cli.artifacts import load_reducer
+
+    meta = load_reducer(tmp_path / "ae.reducer").meta
+    assert {k: meta["params"][k] for k in ("dim", "hidden", "epochs", "lr", "patience", "random_state", "device")} == \
+        {"dim": 3, "hidden": [12, 6], "epochs": 4, "lr": 0.01, "patience": 2, "random_state": 5, "device": "cpu"}
+    assert meta["epochs_run"] <= 4 and meta["best_val_loss"] > 0
+    for args, says in ((["--method", "none", "--dim", "3"], "Reducer 'none' has no parameter 'dim'; it takes no"),
+                       (["--method", "pca", "--hidden", "8"], "Reducer 'pca' has no parameter 'hidden'; it takes dim, "
+                                                              "variance"),
+                       (["--method", "autoencoder", "--variance", "0.9"], "has no parameter 'variance'"),
+                       (["--method", "autoencoder", "--hidden", "8,x"], "Bad value hidden='8,x'"),
+                       (["--method", "pca", "--dim", "3", "--variance", "0.5"], "give either dim or variance"),
+                       (["--method", "umap"], "Unknown reducer 'umap'; choose from none, pca, autoencoder")):
+        res = runner.invoke(app, ["reduce", feats, "--out", str(tmp_path / "x.reducer")] + args)
+        assert res.exit_code == 2 and says in res.output and "Traceback" not in res.output, (args, res.output)
+    # seed and device go only to reducers that take them: pca gets the seed, not the device
+    s = reduce(feats, "pca", str(tmp_path / "p.reducer"), params={"variance": 0.9}, seed=3, device="cuda")
+    assert s.meta["params"] == {"dim": None, "variance": 0.9, "random_state": 3}
+    assert s.explained_variance >= 0.9
+    with pytest.raises(DeepfakeError, match="Reducer 'pca' does not take hidden"):
+        reduce(feats, "pca", str(tmp_path / "q.reducer"), params={"hidden": (3,)})

@@ -1,4 +1,4 @@
-"""`deepfake reduce`, `deepfake train`, `deepfake eval`, `deepfake predict`, `deepfake classifiers`."""
+"""`deepfake reduce`, `train`, `eval`, `predict`, `classifiers`, `reducers`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("predict")(predict_cmd)
     app.command("classifiers")(classifiers_cmd)
+    app.command("reducers")(reducers_cmd)
 
 
 def _split(text: Optional[str]) -> Optional[list[str]]:
@@ -32,32 +33,31 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 
 def reduce_cmd(
     features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
-    method: Annotated[str, typer.Option(help="none | pca | autoencoder.")] = ...,
+    method: Annotated[str, typer.Option(help="Reducer name (see `deepfake reducers`).")] = ...,
     out: Annotated[Path, typer.Option("--out", "-o", help="Reducer file to write (e.g. pca64.reducer).")] = ...,
-    dim: Annotated[Optional[int], typer.Option(help="Output dimension (pca default: 64 or fewer; autoencoder: 32).")] = None,
-    variance: Annotated[Optional[float], typer.Option(help="pca only: keep components explaining this fraction (0..1).")] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="autoencoder only: hidden layer sizes, e.g. 512,128 (default 256).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="autoencoder only: maximum epochs (default 200).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="autoencoder only: Adam learning rate (default 1e-3).")] = None,
+    dim: Annotated[Optional[int], typer.Option(help="Output dimension: --param dim=N (defaults: `deepfake reducers`).")] = None,
+    variance: Annotated[Optional[float], typer.Option(help="Fraction of the variance to keep: --param variance=F.")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes: --param hidden=512,128.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs: --param epochs=N.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate: --param lr=F.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Any hyper-parameter of the reducer, "
+                                                       "KEY=VALUE (repeatable; see `deepfake reducers`).")] = None,
     datasets: Annotated[Optional[str], typer.Option(help="Fit on these datasets of the file only (A,B).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed (autoencoder initialisation and validation part, PCA solver).")] = 0,
-    device: Annotated[str, typer.Option(help="autoencoder only: auto | cpu | cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed, for reducers that take one.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda, for reducers that take a device.")] = "auto",
     write_features: Annotated[Optional[Path], typer.Option(help="Also write the reduced features as a new HDF5 file.")] = None,
 ) -> None:
     """Fit a dimensionality reducer on a feature file (unsupervised: labels are not used)."""
     from deepfake_cli.reduce import reduce
+    from deepfake_cli.reducers import REDUCERS
 
-    hidden_t = None
-    if hidden is not None:
-        try:
-            hidden_t = tuple(int(h) for h in hidden.split(",") if h.strip())
-        except ValueError:
-            raise DeepfakeError(f"--hidden takes comma-separated layer sizes such as 512,128, not '{hidden}'.") from None
-    s = reduce(str(features), method, str(out), dim=dim, variance=variance, hidden=hidden_t, epochs=epochs, lr=lr,
-               seed=seed, device=device, datasets=_split(datasets),
-               write_features=str(write_features) if write_features else None)
+    # the convenience options are plain hyper-parameters: the chosen reducer's entry types and checks them
+    given = {"dim": dim, "variance": variance, "hidden": hidden, "epochs": epochs, "lr": lr}
+    pairs = [f"{k}={v}" for k, v in given.items() if v is not None] + list(param or [])
+    s = reduce(str(features), method, str(out), params=REDUCERS.parse_params(method, pairs), seed=seed,
+               device=device, datasets=_split(datasets), write_features=str(write_features) if write_features else None)
     extra = f", explained variance {s.explained_variance:.4f}" if s.explained_variance is not None else ""
-    if s.method == "autoencoder":
+    if "epochs_run" in s.meta:
         extra += f", {s.meta['epochs_run']} epochs"
     console.print(f"{s.method}: {s.input_dim} -> {s.output_dim} dimensions, fitted on {s.n_fit} images; "
                   f"reconstruction MSE {s.reconstruction['mse']:.6g} (relative {s.reconstruction['relative']:.4f}){extra}; "
@@ -74,17 +74,22 @@ def train_cmd(
     test_size: Annotated[float, typer.Option(help="Fraction of each dataset held out of training for `eval`.")] = 0.2,
     val_size: Annotated[float, typer.Option(help="Fraction of the training part used to choose the threshold.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the splits and of the classifiers.")] = 0,
-    device: Annotated[str, typer.Option(help="linear-probe only: cpu | cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu | cuda, for classifiers that take a device.")] = "cpu",
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="A classifier hyper-parameter, KEY=VALUE for "
+                                                       "every chosen classifier that takes KEY, or NAME.KEY=VALUE "
+                                                       "for one (repeatable; see `deepfake classifiers`).")] = None,
 ) -> None:
     """Train classifiers on features; hold out a seeded, stratified test part of each dataset for `eval`."""
+    from deepfake_cli.classifiers import parse_classifier_names, parse_classifier_params
     from deepfake_cli.train import train
 
     def progress(name):
         err_console.print(f"training {name} ...", highlight=False)
 
-    results = train(str(features), classifier, str(out), reducer=str(reducer) if reducer else None,
+    names = parse_classifier_names(classifier)
+    results = train(str(features), names, str(out), reducer=str(reducer) if reducer else None,
                     datasets=_split(datasets), test_size=test_size, val_size=val_size, seed=seed, device=device,
-                    progress=progress)
+                    progress=progress, params=parse_classifier_params(names, list(param or [])))
     t = Table(title=f"trained on {features}")
     for col in ("classifier", "fit", "val", "test", "thresh", "val bal.acc", "val AUC", "s", "model"):
         t.add_column(col, overflow="fold")
@@ -145,6 +150,15 @@ def eval_cmd(
         err_console.print("[yellow]nothing to score[/]: none of the models' held-out images or other datasets "
                           "are in these feature files.")
         raise typer.Exit(1)
+    console.print(_eval_table(rows))
+    console.print(_accuracy_matrix(*matrix(rows)))
+    if out:
+        written = write_outputs(rows, str(out), per_image=per_image)
+        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def _eval_table(rows: list[dict]) -> Table:
+    """One line per (model, test dataset); a transform column when any row tests another transform."""
     robust = any(r["train_transform"] != r["test_transform"] for r in rows)
     t = Table(title="evaluation: accuracy at the model's threshold, 95% Wilson interval")
     cols = ["model", "test set", "kind"] + (["transform"] if robust else []) + ["n", "acc", "95% CI", "bal.acc",
@@ -159,8 +173,10 @@ def eval_cmd(
         cells += [str(r["n"]), _f(r["accuracy"]), _ci(r["accuracy_ci_low"], r["accuracy_ci_high"]),
                   _f(r["balanced_accuracy"]), _f(r["roc_auc"]), _f(r["accuracy_at_0_5"])]
         t.add_row(*[escape(c) for c in cells])
-    console.print(t)
-    rk, ck, cells_by_key = matrix(rows)
+    return t
+
+
+def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
     m = Table(title=escape("accuracy: rows = model [training datasets], columns = test dataset (* = within-dataset)"))
     m.add_column(escape("model [trained on]"))
     for c in ck:
@@ -171,10 +187,7 @@ def eval_cmd(
             r = cells_by_key.get((k, c))
             vals.append("" if r is None else _f(r["accuracy"]) + ("*" if r["kind"] == "within" else ""))
         m.add_row(escape(k), *vals)
-    console.print(m)
-    if out:
-        written = write_outputs(rows, str(out), per_image=per_image)
-        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    return m
 
 
 def predict_cmd(
@@ -189,20 +202,21 @@ def predict_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
 ) -> None:
     """Score image files: one row per image with path, p_fake, label (real|fake) and model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from deepfake_cli.fileio import atomic_write_text
     from deepfake_cli.predict import predict, to_csv, to_jsonl
 
-    res = predict(str(model), [str(p) for p in paths], weights=weights, transform=transform, device=device,
-                  batch_size=batch_size)
+    # a live bar only on a terminal: piped or captured stderr stays the summary lines alone
+    bar = Progress(TextColumn("[bold]predict[/]"), BarColumn(), MofNCompleteColumn(), console=err_console,
+                   transient=True, disable=not err_console.is_terminal)
+    task = bar.add_task("predict", total=None)
+    with bar:
+        res = predict(str(model), [str(p) for p in paths], weights=weights, transform=transform, device=device,
+                      batch_size=batch_size, progress=lambda done, total: bar.update(task, completed=done, total=total))
     text = to_jsonl(res.rows) if json_lines else to_csv(res.rows)
     if out:
-        import os
-        import tempfile
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        atomic_write_text(out, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -214,12 +228,43 @@ def predict_cmd(
 
 
 def classifiers_cmd() -> None:
-    """List the classifier names `train --classifier` takes."""
+    """List the classifiers `train --classifier` takes, with their hyper-parameters (`train --param`)."""
     from deepfake_cli.classifiers import list_classifiers
 
-    t = Table(title="classifiers (train --classifier NAME[,NAME...] or all)")
-    for col in ("name", "scaled", "description"):
-        t.add_column(col)
+    t = Table(title="classifiers (train --classifier NAME[,NAME...] or all; --param KEY=VALUE)")
+    for col in ("name", "scaled", "description", "hyper-parameters (default)"):
+        t.add_column(col, overflow="fold")
     for c in list_classifiers():
-        t.add_row(c["name"], "yes" if c["scaled"] else "", c["description"])
+        t.add_row(escape(c["name"]), "yes" if c["scaled"] else "", escape(_with_caps(c)), _params_text(c["params"]))
     console.print(t)
+
+
+def reducers_cmd() -> None:
+    """List the reducers `reduce --method` takes, with their hyper-parameters (`reduce --param`)."""
+    from deepfake_cli.reducers import list_reducers
+
+    t = Table(title="reducers (reduce --method NAME; --param KEY=VALUE)")
+    for col in ("name", "description", "hyper-parameters (default)"):
+        t.add_column(col, overflow="fold")
+    for r in list_reducers():
+        t.add_row(escape(r["name"]), escape(_with_caps(r)), _params_text(r["params"]))
+    console.print(t)
+
+
+def _with_caps(row: dict) -> str:
+    takes = [k for k in ("random_state", "device") if k in row["capabilities"]]
+    names = {"random_state": "--seed", "device": "--device"}
+    return row["description"] + (f" (takes {', '.join(names[k] for k in takes)})" if takes else "")
+
+
+def _params_text(params: list[dict]) -> str:
+    if not params:
+        return "-"
+    return "\n".join(f"[bold]{escape(p['name'])}[/]={escape(_default(p['default']))}: {escape(p['help'])}"
+                     for p in params)
+
+
+def _default(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
