@@ -1,27 +1,45 @@
 """Backbone registry: `create_backbone(name)` and `list_backbones()` (timm/open_clip style).
 
-Each family module registers its builders with `@register_backbone(BackboneConfig(...))`; names may be
-joined with "+" to concatenate several backbones' features in that order.
+Each family module registers its builders with `@register_backbone(BackboneConfig(...))`, or a whole
+hub with `register_family(BackboneFamily(...))` ("open_clip:ARCH/TAG", "timm:NAME"); every module of
+this package is imported below, so a new family is one new file. Names may be joined with "+" to
+concatenate several backbones' features in that order.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import DeepfakeError
-from .base import _REGISTRY, Backbone, BackboneConfig, WeightsSource, parse_layers, register_backbone
+from ..registry import import_modules
+from .base import (
+    _FAMILIES,
+    _REGISTRY,
+    Backbone,
+    BackboneConfig,
+    BackboneFamily,
+    SplitTransform,
+    WeightsSource,
+    lookup,
+    parse_layers,
+    register_backbone,
+    register_family,
+)
 from .weights import find_local, resolve_weights, weights_id
 
-# importing the family modules registers their backbones
-from . import effnet, clip, dino, lowlevel  # noqa: E402,F401  isort:skip
+# importing the family modules registers their backbones and families
+import_modules(__name__, __path__)
 
 __all__ = [
     "Backbone",
     "BackboneConfig",
+    "BackboneFamily",
     "CombinedBackbone",
     "WeightsSource",
     "create_backbone",
@@ -29,53 +47,96 @@ __all__ = [
     "list_backbones",
     "parse_layers",
     "register_backbone",
+    "register_family",
+    "split_preprocess",
 ]
 
 RANDOM_SEED = 0  # pretrained=False builds the same random weights every time
 
 
 def get_config(name: str) -> BackboneConfig:
-    """The registered config of one (non-combined) backbone; DeepfakeError naming the known ones."""
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise DeepfakeError(f"Unknown backbone {name!r}: known backbones are {known} (join several with '+').")
-    return _REGISTRY[name].config
+    """The config of one (non-combined) backbone, registered or from a family ("timm:NAME"); its `name`
+    is canonical (e.g. timm's default tag filled in). DeepfakeError naming the known ones."""
+    return lookup(name).config
 
 
-def list_backbones() -> list[dict]:
-    """One dict per registered backbone; `weights_present` looks only at local files, never the network."""
+def _present(weights: WeightsSource | None) -> bool:
+    local = None if weights is None else find_local(weights)
+    return weights is None or (local is not None and local.is_file())
+
+
+def _matches(name: str, pattern: str | None) -> bool:
+    """Case-insensitive: a glob when the pattern has wildcards, else a substring."""
+    if not pattern:
+        return True
+    name, pattern = name.lower(), pattern.lower()
+    return fnmatch.fnmatchcase(name, pattern) if any(c in pattern for c in "*?[") else pattern in name
+
+
+def list_backbones(all: bool = False, pattern: str | None = None, cached: bool = False) -> list[dict]:
+    """One dict per registered backbone; with `all`, also every model the families (open_clip, timm) offer
+    with pretrained weights. `pattern` filters names (substring, or a glob with * ? [ ]); `cached` keeps
+    those whose weights are here. `weights_present` looks only at local files, never the network."""
     rows = []
     for name in sorted(_REGISTRY):
         cfg = _REGISTRY[name].config
-        local = None if cfg.weights is None else find_local(cfg.weights)
-        present = cfg.weights is None or (local is not None and local.is_file())
+        if not _matches(name, pattern):
+            continue
         rows.append(
             {
                 "name": name,
+                "family": "registered",
                 "dim": cfg.dim,
                 "input_size": cfg.input_size,
                 "source": cfg.source,
-                "weights_present": bool(present),
+                "weights_present": _present(cfg.weights),
                 "description": cfg.description,
                 "env_var": cfg.weights.env_var if cfg.weights else None,
                 "layers": "last" if cfg.num_blocks == 0 else f"last, early, all, or block indices 0-{cfg.num_blocks - 1}",
             }
         )
-    return rows
+    if all:
+        for prefix, family in _FAMILIES.items():
+            for row in family.catalog():
+                if not _matches(row.name, pattern):
+                    continue
+                rows.append(
+                    {
+                        "name": row.name,
+                        "family": prefix.rstrip(":"),
+                        "dim": row.dim,
+                        "input_size": row.input_size,
+                        "source": row.weights.url,
+                        "weights_present": _present(row.weights),
+                        "description": row.description,
+                        "env_var": row.weights.env_var,
+                        "layers": None,  # known once built: `create_backbone(name).config.num_blocks`
+                    }
+                )
+    return [r for r in rows if r["weights_present"]] if cached else rows
+
+
+def _canonical(name: str) -> str:
+    try:
+        return lookup(name).config.name
+    except DeepfakeError:
+        return name
 
 
 def _split_weights(members: list[str], weights) -> dict[str, str | None]:
-    """Per-member weights: a path (single backbone), a dict, or "name=PATH,name=PATH" for combinations."""
+    """Per-member weights: a path (single backbone), a dict, or "name=PATH,name=PATH" for combinations
+    (a name may be written as given or canonically, e.g. "timm:resnet18" for "timm:resnet18.a1_in1k")."""
     if weights is None:
         return {m: None for m in members}
     if isinstance(weights, dict):
+        weights = {_canonical(str(k).strip()): v for k, v in weights.items()}
         unknown = set(weights) - set(members)
         if unknown:
             raise DeepfakeError(f"Weights given for {', '.join(sorted(unknown))}, which is not in {'+'.join(members)}.")
         return {m: weights.get(m) for m in members}
     text = str(weights)
     pairs = [p.split("=", 1) for p in text.split(",")] if "=" in text else []
-    if pairs and all(len(p) == 2 and p[0].strip() in members for p in pairs):
+    if pairs and all(len(p) == 2 and _canonical(p[0].strip()) in members for p in pairs):
         return _split_weights(members, {k.strip(): v.strip() for k, v in pairs})
     if len(members) == 1:
         return {members[0]: text}
@@ -97,11 +158,11 @@ def _member_layers(members: list[str], layers: str) -> dict[str, str]:
             )
         return dict(zip(members, parts))
     # weight-free members have no blocks: they always give their one feature vector
-    return {m: text if (len(members) == 1 or _REGISTRY[m].config.num_blocks) else "last" for m in members}
+    return {m: text if (len(members) == 1 or lookup(m).config.num_blocks) else "last" for m in members}
 
 
 def _create_one(name: str, weights, device, layers: str, pretrained: bool) -> Backbone:
-    entry = _REGISTRY[name]
+    entry = lookup(name)
     cfg = entry.config
     if cfg.weights is None:
         if weights is not None:
@@ -147,6 +208,45 @@ class CombinedBackbone(Backbone):
         return torch.cat([m(x) for m, x in zip(self.members, batch)], dim=1)
 
 
+class SplitPreprocess:
+    """A built backbone's `preprocess` in two weight-free halves (see `base.SplitTransform`): `crop(img)`
+    gives uint8 tensor(s) to ship between processes, `normalize(batch)` the float input of `forward`
+    (a tuple, one per member, for a combination). Picklable: it holds only the configs."""
+
+    def __init__(self, parts: list[SplitTransform], combined: bool):
+        self.parts, self.combined = parts, combined
+
+    def crop(self, img: Image.Image):
+        out = tuple(p.crop(img) for p in self.parts)
+        return out if self.combined else out[0]
+
+    def normalize(self, batch):
+        if self.combined:
+            return tuple(p.normalize(x) for p, x in zip(self.parts, batch))
+        return self.parts[0].normalize(batch)
+
+
+def split_preprocess(backbone: Backbone) -> SplitPreprocess | None:
+    """The backbone's preprocessing as `SplitPreprocess`, or None when a backbone preprocesses some other
+    way than `make_transform` of its config (then only its own `preprocess` will do).
+
+    Checked on a small probe image: `normalize(crop(img))` must equal `backbone.preprocess(img)` exactly."""
+    members = list(backbone.members) if isinstance(backbone, CombinedBackbone) else [backbone]
+    configs = [getattr(m, "config", None) for m in members]
+    if not all(isinstance(c, BackboneConfig) for c in configs):
+        return None
+    split = SplitPreprocess([SplitTransform(c) for c in configs], isinstance(backbone, CombinedBackbone))
+    probe = Image.fromarray(((np.arange(37 * 53 * 3, dtype=np.int64) * 7919) % 251).astype(np.uint8)
+                            .reshape(37, 53, 3), "RGB")
+    want = backbone.preprocess(probe)
+    got = split.crop(probe)
+    got = split.normalize(tuple(g[None] for g in got) if split.combined else got[None])
+    want = want if split.combined else (want,)
+    got = got if split.combined else (got,)
+    same = all(w.shape == g[0].shape and torch.equal(w, g[0]) for w, g in zip(want, got))
+    return split if same else None
+
+
 def create_backbone(
     name: str,
     weights: str | os.PathLike | dict | None = None,
@@ -156,6 +256,8 @@ def create_backbone(
 ) -> Backbone:
     """Build a frozen backbone (eval, no grad, on `device`); "a+b" concatenates members' features.
 
+    `name`: a registered name, "open_clip:ARCH/TAG" or "timm:NAME[.TAG]" (the built backbone's `name`
+    is canonical: timm's default tag filled in, open_clip's tag normalised).
     `weights`: a local file (state dict, checkpoint, safetensors, OpenAI TorchScript for CLIP); for a
     combination a dict or "name=PATH,name=PATH". Without it: env var, cache, download, or
     `WeightsMissingError` quickly when offline. `pretrained=False`: seeded random weights (tests).
@@ -165,15 +267,14 @@ def create_backbone(
     members = [m.strip() for m in str(name).split("+")]
     if not all(members):
         raise DeepfakeError(f"Invalid backbone name {name!r}: empty name around '+'.")
+    members = [get_config(m).name for m in members]  # canonical names: what feature files record
     if len(set(members)) != len(members):
         raise DeepfakeError(f"Backbone {name!r} lists a member twice.")
-    for m in members:
-        get_config(m)
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
     per_member = _split_weights(members, weights)
     specs = _member_layers(members, layers)
     for m in members:  # a bad spec fails before any model is built
-        parse_layers(specs[m], _REGISTRY[m].config)
+        parse_layers(specs[m], get_config(m))
     built = [_create_one(m, per_member[m], device, specs[m], pretrained) for m in members]
     return built[0] if len(built) == 1 else CombinedBackbone(built).freeze(device)

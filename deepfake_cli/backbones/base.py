@@ -1,15 +1,19 @@
-"""The `Backbone` interface, the per-backbone `BackboneConfig`, the registry decorator and `layers` parsing.
+"""The `Backbone` interface, the per-backbone `BackboneConfig`, the registry and `layers` parsing.
 
-Family modules (effnet.py, clip.py, dino.py, lowlevel.py) describe each backbone with a `BackboneConfig`
-and register a builder with `@register_backbone(config)`; `create_backbone` in `__init__` looks names up
-here, so no code elsewhere branches on backbone names.
+Family modules (effnet.py, clip.py, dino.py, lowlevel.py, ...) describe each backbone with a
+`BackboneConfig` and register a builder with `@register_backbone(config)`. A family that offers a whole
+hub of models (open_clip, timm) registers a `BackboneFamily` instead: names under its prefix
+("timm:NAME") are resolved to a config and a builder on first use. `lookup` serves both, so no code
+elsewhere branches on backbone names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -20,7 +24,12 @@ from ..errors import DeepfakeError
 _INTERPOLATION = {
     "bicubic": transforms.InterpolationMode.BICUBIC,
     "bilinear": transforms.InterpolationMode.BILINEAR,
+    "nearest": transforms.InterpolationMode.NEAREST,
+    "lanczos": transforms.InterpolationMode.LANCZOS,
+    "box": transforms.InterpolationMode.BOX,
+    "hamming": transforms.InterpolationMode.HAMMING,
 }
+RESIZE_MODES = ("shortest", "squash", "longest")
 
 
 @dataclass(frozen=True)
@@ -30,9 +39,17 @@ class WeightsSource:
     file_name: str  # the file a user has to supply (also the cache file name)
     url: str  # where to get it (shown in the error message, used to download)
     env_var: str  # environment variable that may point at a local copy
-    cache: str = "torch_hub"  # "torch_hub" (torch.hub.get_dir()/checkpoints), "clip" (HF + ~/.cache/clip), "package"
-    hf_repo: str | None = None  # Hugging Face repo holding an equivalent file (CLIP)
+    # where a URL download lands and a copy is looked for: "torch_hub" (torch.hub.get_dir()/checkpoints),
+    # "clip" (open_clip's ~/.cache/clip, then torch hub) or "package"; the Hugging Face cache is searched
+    # first whenever hf_repo is set
+    cache: str = "torch_hub"
+    hf_repo: str | None = None  # Hugging Face repo holding an equivalent file (preferred for downloads)
     hf_files: tuple[str, ...] = ()  # candidate file names in that repo, preferred first
+    remote_name: str = ""  # what the file is called where `url` points, when that differs from file_name
+
+    @property
+    def download_name(self) -> str:
+        return self.remote_name or self.file_name
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,12 @@ class BackboneConfig:
     dim: int  # output dim for layers="last"
     description: str
     input_size: int = 224
-    resize: int = 256  # shorter side is resized to this, then a centre crop of input_size
+    resize: int = 256  # shorter side is resized to this, then a centre crop of input_size (see resize_mode)
     interpolation: str = "bicubic"
+    # "shortest": as above; "squash": both sides to `resize` (aspect ratio lost), then the crop;
+    # "longest": the longer side to `resize`, then crop or pad with `fill` (0-255 RGB)
+    resize_mode: str = "shortest"
+    fill: tuple[int, int, int] = (0, 0, 0)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     weights: WeightsSource | None = None  # None: the backbone has no weights (lowlevel)
@@ -54,7 +75,7 @@ class BackboneConfig:
 
     @property
     def preprocessing(self) -> dict:
-        return {
+        pre = {
             "input_size": self.input_size,
             "resize": self.resize,
             "crop": self.input_size,
@@ -62,6 +83,13 @@ class BackboneConfig:
             "mean": [float(m) for m in self.mean],
             "std": [float(s) for s in self.std],
         }
+        # only recorded when not the default, so feature files written before these keys existed
+        # keep the same compatibility key
+        if self.resize_mode != "shortest":
+            pre["resize_mode"] = self.resize_mode
+        if self.resize_mode == "longest":
+            pre["fill"] = [int(f) for f in self.fill]
+        return pre
 
     @property
     def source(self) -> str:
@@ -83,17 +111,91 @@ _REGISTRY: dict[str, _Entry] = {}
 
 
 def register_backbone(config: BackboneConfig):
-    """Decorator: register `builder(config, weights_path, pretrained, layers) -> Backbone` under config.name."""
+    """Decorator: register `builder(config, weights_path, layers) -> Backbone` under config.name."""
 
     def deco(builder: BuilderFn) -> BuilderFn:
         if config.name in _REGISTRY:
             raise ValueError(f"backbone {config.name!r} registered twice")
-        if "+" in config.name:
-            raise ValueError("backbone names may not contain '+' (it joins combinations)")
+        if "+" in config.name or ":" in config.name:
+            raise ValueError("backbone names may not contain '+' (it joins combinations) or ':' (family prefixes)")
         _REGISTRY[config.name] = _Entry(config, builder)
         return builder
 
     return deco
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """One model a family offers, described without building it (for `deepfake backbones --all`)."""
+
+    name: str
+    weights: WeightsSource
+    dim: int | None = None  # None where only building the model would tell
+    input_size: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """A hub of models addressed as `prefix + spec` (e.g. "timm:" + "resnet18.a1_in1k").
+
+    `resolve(spec)` returns the config (its `name` is the canonical full name) and the builder, and
+    raises DeepfakeError for a spec the hub does not know; `catalog()` lists what the hub offers.
+    Both import the hub's library lazily, so listing registered backbones stays fast.
+    """
+
+    prefix: str
+    syntax: str  # shown in messages, e.g. "timm:NAME[.TAG]"
+    resolve: Callable[[str], tuple[BackboneConfig, BuilderFn]] = field(repr=False)
+    catalog: Callable[[], Iterable[CatalogRow]] = field(repr=False)
+    # resolved entries are kept for the process (a hub's configs never change); a family whose names
+    # point at files that may be rewritten meanwhile (finetuned:PATH) sets this False
+    cache_resolved: bool = True
+
+
+_FAMILIES: dict[str, BackboneFamily] = {}
+_RESOLVED: dict[str, _Entry] = {}  # family names resolved so far (resolving imports and meta-builds)
+
+
+def register_family(family: BackboneFamily) -> BackboneFamily:
+    if not family.prefix.endswith(":") or family.prefix in _FAMILIES:
+        raise ValueError(f"family prefix {family.prefix!r} must end with ':' and be registered once")
+    _FAMILIES[family.prefix] = family
+    return family
+
+
+def lookup(name: str) -> _Entry:
+    """The entry of one (non-combined) backbone: registered, or resolved by its family's prefix."""
+    name = str(name).strip()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    for prefix, family in _FAMILIES.items():
+        if name.startswith(prefix):
+            config, builder = family.resolve(name[len(prefix):].strip())
+            if "+" in config.name:
+                raise DeepfakeError(f"Backbone {config.name!r} contains '+', which joins combinations.")
+            entry = _Entry(config, builder)
+            if family.cache_resolved:
+                _RESOLVED[name] = _RESOLVED[config.name] = entry
+            return entry
+    known = ", ".join(sorted(_REGISTRY))
+    hubs = ", ".join(f.syntax for f in _FAMILIES.values())
+    raise DeepfakeError(
+        f"Unknown backbone {name!r}: known backbones are {known}, or any of {hubs} "
+        "(see `deepfake backbones --all`; join several with '+')."
+    )
+
+
+def default_early(num_blocks: int) -> tuple[int, ...]:
+    """Blocks that layers="early" picks when a family does not say: about 1/12, 3/12, 5/12 of the depth
+    (1, 3, 5 of a 12-block ViT), or the first half of a short stack of CNN stages."""
+    if num_blocks <= 0:
+        return ()
+    if num_blocks <= 6:
+        return tuple(range(max(1, num_blocks // 2)))
+    return tuple(sorted({min(num_blocks - 1, round(num_blocks * k / 12)) for k in (1, 3, 5)}))
 
 
 def parse_layers(spec: str, config: BackboneConfig) -> tuple[list[int], bool, str]:
@@ -161,14 +263,26 @@ class Backbone(nn.Module):
         return self
 
 
-def make_transform(config: BackboneConfig) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> normalised CHW float tensor (resize shorter side, centre crop): deterministic."""
+def _geometry(config: BackboneConfig) -> list[Callable[[Image.Image], Image.Image]]:
+    """The resize and crop (or pad) steps of `config`'s preprocessing, PIL in, PIL out."""
     if config.interpolation not in _INTERPOLATION:
         raise ValueError(f"unknown interpolation {config.interpolation!r}")
+    if config.resize_mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize_mode {config.resize_mode!r}")
+    interp = _INTERPOLATION[config.interpolation]
+    if config.resize_mode == "longest":
+        # timm's crop_mode="border" / open_clip's resize_mode="longest": the whole image, padded
+        return [partial(_fit_longest_and_pad, resize=config.resize, crop=config.input_size, interp=interp,
+                        fill=config.fill)]
+    target = config.resize if config.resize_mode == "shortest" else (config.resize, config.resize)
+    return [transforms.Resize(target, interpolation=interp, antialias=True),
+            transforms.CenterCrop(config.input_size)]
+
+
+def make_transform(config: BackboneConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> normalised CHW float tensor (resize per `resize_mode`, centre crop): deterministic."""
     tf = transforms.Compose(
-        [
-            transforms.Resize(config.resize, interpolation=_INTERPOLATION[config.interpolation], antialias=True),
-            transforms.CenterCrop(config.input_size),
+        _geometry(config) + [
             transforms.ToTensor(),
             transforms.Normalize(config.mean, config.std),
         ]
@@ -182,6 +296,54 @@ def make_transform(config: BackboneConfig) -> Callable[[Image.Image], torch.Tens
     return apply
 
 
+class SplitTransform:
+    """`make_transform(config)` in two halves, for runners that decode in one process and run the model
+    in another: `crop(img)` (resize + crop/pad) -> uint8 CHW tensor, a quarter of float32's bytes to
+    ship; `normalize(x)` -> the float32 tensor of a uint8 (..., C, H, W) tensor or batch, on any device.
+    On the CPU `normalize(crop(img)) == make_transform(config)(img)` bit for bit (the same operations).
+    It holds only the config: no weights, cheap to pickle."""
+
+    def __init__(self, config: BackboneConfig):
+        self.config = config
+        self._steps = None
+
+    def __getstate__(self):
+        return {"config": self.config}
+
+    def __setstate__(self, state):
+        self.config, self._steps = state["config"], None
+
+    def crop(self, img: Image.Image) -> torch.Tensor:
+        if self._steps is None:
+            self._steps = transforms.Compose(_geometry(self.config))
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        arr = np.array(self._steps(img), dtype=np.uint8, copy=True)  # HWC, as ToTensor reads it
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        # ToTensor's `.to(float32).div(255)`, then Normalize's `sub_(mean).div_(std)`
+        x = x.to(dtype=torch.float32).div(255)
+        mean = torch.as_tensor(self.config.mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        std = torch.as_tensor(self.config.std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+        return x.sub_(mean).div_(std)
+
+
+def _fit_longest_and_pad(img: Image.Image, resize: int, crop: int, interp, fill) -> Image.Image:
+    """Scale so the longer side is `resize` (aspect kept), then centre-crop or pad to crop x crop."""
+    w, h = img.size
+    ratio = max(w, h) / resize
+    img = transforms.functional.resize(img, [max(1, round(h / ratio)), max(1, round(w / ratio))],
+                                       interpolation=interp, antialias=True)
+    canvas = Image.new("RGB", (crop, crop), tuple(int(f) for f in fill))
+    w, h = img.size
+    # offsets as timm's CenterCropOrPad: pad evenly, crop around the centre (a negative offset crops)
+    x = (crop - w) // 2 if w <= crop else -int(round((w - crop) / 2.0))
+    y = (crop - h) // 2 if h <= crop else -int(round((h - crop) / 2.0))
+    canvas.paste(img, (x, y))
+    return canvas
+
+
 class _StopForward(Exception):
     """Raised by the deepest needed hook so that blocks after it are not computed."""
 
@@ -189,7 +351,8 @@ class _StopForward(Exception):
 class TowerBackbone(Backbone):
     """A pretrained network whose final embedding and/or pooled intermediate blocks form the features.
 
-    Intermediate blocks are read with forward hooks; `pool_block` turns one block output into (B, C).
+    Intermediate blocks are read with forward hooks; `pool_block` turns one block output into (B, C)
+    (one function for all blocks, or one per block where blocks differ, e.g. a timm hybrid).
     When the final embedding is not requested, the forward pass stops after the deepest selected block.
     """
 
@@ -200,7 +363,7 @@ class TowerBackbone(Backbone):
         embed: Callable[[nn.Module, torch.Tensor], torch.Tensor],
         blocks: Sequence[nn.Module],
         block_dims: Sequence[int],
-        pool_block: Callable[[torch.Tensor], torch.Tensor],
+        pool_block: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]],
         layers: str,
         weights_id: str,
     ):
@@ -211,7 +374,8 @@ class TowerBackbone(Backbone):
         self.name = config.name
         self.model = model
         self._embed = embed
-        self._pool_block = pool_block
+        pools = list(pool_block) if isinstance(pool_block, (list, tuple)) else [pool_block] * len(blocks)
+        self._pool_block = pools
         self._block_ids, self._want_last, self.layers = parse_layers(layers, config)
         self.dim = sum(block_dims[i] for i in self._block_ids) + (config.dim if self._want_last else 0)
         self.weights_id = weights_id
@@ -224,7 +388,7 @@ class TowerBackbone(Backbone):
 
     def _make_hook(self, index: int, stop: bool):
         def hook(_module, _inputs, output):
-            self._captured[index] = self._pool_block(output)
+            self._captured[index] = self._pool_block[index](output)
             if stop:
                 raise _StopForward
 
@@ -245,6 +409,8 @@ class TowerBackbone(Backbone):
         parts = [self._captured[i] for i in self._block_ids]
         self._captured = {}
         if self._want_last:
+            if isinstance(last, (tuple, list)):  # towers that also return their tokens (CoCa)
+                last = last[0]
             parts.append(last.reshape(x.shape[0], -1))
         return torch.cat([p.float() for p in parts], dim=1)
 
@@ -263,5 +429,28 @@ def pool_patch_tokens(num_prefix_tokens: int, batch_first: bool = True):
         if not batch_first:
             out = out.transpose(0, 1)
         return out[:, num_prefix_tokens:, :].mean(dim=1)
+
+    return pool
+
+
+def pool_any(num_chs: int, num_prefix_tokens: int = 0):
+    """Pool one block of a model we did not write (timm, open_clip's timm towers) to (B, num_chs).
+
+    Token outputs (B, N, C) average their patch tokens; feature maps average their spatial axes,
+    whichever of NCHW / NHWC they use (the axis of size num_chs is the channel axis).
+    """
+
+    def pool(out: torch.Tensor) -> torch.Tensor:
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if out.ndim == 4:
+            return out.mean(dim=(2, 3)) if out.shape[1] == num_chs else out.mean(dim=(1, 2))
+        if out.ndim == 3:
+            if out.shape[-1] == num_chs:
+                return out[:, num_prefix_tokens:, :].mean(dim=1)
+            return out.mean(dim=2)
+        if out.ndim == 2:
+            return out
+        raise DeepfakeError(f"Cannot pool a block output of shape {tuple(out.shape)} to {num_chs} channels.")
 
     return pool

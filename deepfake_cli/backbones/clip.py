@@ -1,11 +1,20 @@
-"""CLIP ViT-B/16 image tower (OpenAI weights) built with open_clip."""
+"""CLIP image towers with OpenAI's weights (ViT-B/16, ViT-L/14), built with open_clip.
+
+Short names for `open_clip:ViT-B-16/openai` and `open_clip:ViT-L-14/openai` with their own weights
+environment variables; the tower, its loading and its layers are `openclip_models.build_tower`'s.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .base import BackboneConfig, TowerBackbone, WeightsSource, pool_patch_tokens, register_backbone
-from .weights import load_into, read_state_dict, strip_prefixes
+from .base import BackboneConfig, TowerBackbone, WeightsSource, register_backbone
+from .openclip_models import build_tower
+
+_OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/"
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 CLIP_VIT_B16 = BackboneConfig(
     name="clip-vit-b16",
@@ -15,43 +24,52 @@ CLIP_VIT_B16 = BackboneConfig(
     input_size=224,
     resize=224,
     interpolation="bicubic",
-    mean=(0.48145466, 0.4578275, 0.40821073),
-    std=(0.26862954, 0.26130258, 0.27577711),
+    mean=_CLIP_MEAN,
+    std=_CLIP_STD,
     weights=WeightsSource(
         file_name="ViT-B-16.pt",
-        url="https://openaipublic.azureedge.net/clip/models/"
-        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt "
+        url=_OPENAI_URL + "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt "
         "(or open_clip_model.safetensors from hf.co/timm/vit_base_patch16_clip_224.openai)",
         env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_B16",
         cache="clip",
         hf_repo="timm/vit_base_patch16_clip_224.openai",
-        hf_files=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+        hf_files=_OPEN_CLIP_FILES,
     ),
     num_blocks=12,
     early=(1, 3, 5),
     block_pooling="mean of patch tokens (class token excluded)",
 )
 
-
-def _embed(model, x):
-    return model(x)
+CLIP_VIT_L14 = BackboneConfig(
+    name="clip-vit-l14",
+    dim=768,
+    description="CLIP ViT-L/14 (OpenAI) image embedding (768-d, projected CLS token, not L2-normalised). "
+    "Blocks 0-23: mean of patch tokens of each residual block (1024-d).",
+    input_size=224,
+    resize=224,
+    interpolation="bicubic",
+    mean=_CLIP_MEAN,
+    std=_CLIP_STD,
+    weights=WeightsSource(
+        file_name="ViT-L-14.pt",
+        url=_OPENAI_URL + "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt "
+        "(or open_clip_model.safetensors from hf.co/timm/vit_large_patch14_clip_224.openai)",
+        env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_L14",
+        cache="clip",
+        hf_repo="timm/vit_large_patch14_clip_224.openai",
+        hf_files=_OPEN_CLIP_FILES,
+    ),
+    num_blocks=24,
+    early=(2, 6, 10),
+    block_pooling="mean of patch tokens (class token excluded)",
+)
 
 
 @register_backbone(CLIP_VIT_B16)
 def build_clip_vit_b16(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
-    import open_clip
-    from open_clip.model import _build_vision_tower
+    return build_tower(config, weights_path, layers, "ViT-B-16", "openai")
 
-    # Only the image tower is built: the text tower would double the build time for nothing.
-    # OpenAI's CLIP was trained with QuickGELU, so the tower must use it for the weights to fit.
-    mcfg = open_clip.get_model_config("ViT-B-16")
-    visual = _build_vision_tower(mcfg["embed_dim"], mcfg["vision_cfg"], quick_gelu=True)
-    if weights_path is not None:
-        sd = strip_prefixes(read_state_dict(weights_path, config.name), ("module.",))
-        if any(k.startswith("visual.") for k in sd):  # a whole CLIP (OpenAI or open_clip format)
-            sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
-        load_into(visual, sd, weights_path, config.name)
-    blocks = list(visual.transformer.resblocks)
-    width = mcfg["vision_cfg"]["width"]
-    pool = pool_patch_tokens(1, batch_first=getattr(visual.transformer, "batch_first", True))
-    return TowerBackbone(config, visual, _embed, blocks, [width] * len(blocks), pool, layers, weights_id="")
+
+@register_backbone(CLIP_VIT_L14)
+def build_clip_vit_l14(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+    return build_tower(config, weights_path, layers, "ViT-L-14", "openai")

@@ -1,4 +1,5 @@
-"""DINO self-supervised backbones (Caron et al. 2021): ViT-B/16 via timm and ResNet-50 via torchvision."""
+"""DINO self-supervised backbones: DINO (Caron et al. 2021) ViT-B/16 via timm and ResNet-50 via
+torchvision, and DINOv2 (Oquab et al. 2023) ViT-B/14 via timm (`timm_models.build_model`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .base import BackboneConfig, TowerBackbone, WeightsSource, pool_nchw, pool_patch_tokens, register_backbone
+from .timm_models import build_model
 from .weights import load_into, read_state_dict, strip_prefixes
 
 _DINO_URL = "https://dl.fbaipublicfiles.com/dino/"
@@ -50,6 +52,29 @@ DINO_RESNET50 = BackboneConfig(
 )
 
 
+DINOV2_VIT_B14 = BackboneConfig(
+    name="dinov2-vit-b14",
+    dim=768,
+    description="DINOv2 ViT-B/14 (self-supervised, LVD-142M; timm vit_base_patch14_dinov2.lvd142m); 768-d CLS "
+    "token after the final norm, at 518x518 (1369 patches: about 5x the compute of a 224 input). "
+    "Blocks 0-11: mean of patch tokens of each transformer block.",
+    input_size=518,
+    resize=518,  # timm's crop_pct 1.0: the shorter side to 518, centre crop
+    interpolation="bicubic",
+    weights=WeightsSource(
+        file_name="dinov2_vitb14_pretrain.pth",
+        url="https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth "
+        "(or model.safetensors from hf.co/timm/vit_base_patch14_dinov2.lvd142m)",
+        env_var="DEEPFAKE_WEIGHTS_DINOV2_VIT_B14",
+        hf_repo="timm/vit_base_patch14_dinov2.lvd142m",
+        hf_files=("model.safetensors", "pytorch_model.bin"),
+    ),
+    num_blocks=12,
+    early=(1, 3, 5),
+    block_pooling="mean of patch tokens (class token excluded)",
+)
+
+
 def _call(model, x):
     return model(x)
 
@@ -85,3 +110,9 @@ def build_dino_resnet50(config: BackboneConfig, weights_path: Path | None, layer
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     dims = [stage[-1].conv3.out_channels for stage in stages]
     return TowerBackbone(config, model, _call, stages, dims, pool_nchw, layers, weights_id="")
+
+
+@register_backbone(DINOV2_VIT_B14)
+def build_dinov2_vit_b14(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+    # Meta's original .pth and timm's hub file both load: timm's checkpoint filter converts the former
+    return build_model(config, weights_path, layers, "vit_base_patch14_dinov2.lvd142m")

