@@ -1,6 +1,9 @@
 """Confidence intervals for the accuracies that evaluate, study, audit and report print, and the
 accuracy-matrix grouping that eval's and the report's tables share.
 
+Pooled accuracies (`pooled_accuracy`) count each test image once: the mean of per-row accuracies
+with a bootstrap over test images, never a proportion over the sum of the rows' counts.
+
 Every accuracy this tool shows carries its count and a 95% interval: small test sets are common
 here, and a bare "0.93" on 40 images invites over-reading.
 """
@@ -10,10 +13,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+N_BOOT = 2000  # bootstrap draws of pooled accuracies
 
 
 def wilson_interval(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
@@ -82,25 +87,148 @@ def bootstrap_ci(
     return (float(low), float(high))
 
 
-def pooled_accuracy(accuracies: Sequence[float], counts: Sequence[float]) -> tuple[float, int, float, float]:
-    """Pool several accuracies measured on `counts` images each: (accuracy, n, ci_low, ci_high).
+class Pooled(NamedTuple):
+    """A pooled accuracy: the mean of per-row accuracies, the distinct test images behind it, its 95% CI."""
 
-    Used when a table averages over factors: the pooled proportion weights each row by its n, and
-    its Wilson interval is computed on the total count. Rows with NaN accuracy or n are skipped.
-    Note the interval treats pooled rows as independent trials, which understates the spread
-    when the same test images appear in several rows; report.py says so next to its tables.
+    accuracy: float
+    n: int
+    low: float
+    high: float
+
+
+def pooled_accuracy(accuracies: Sequence[float], counts: Sequence[float], test_sets: Sequence[str],
+                    images: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None, *,
+                    n_boot: int = N_BOOT, confidence: float = 0.95, seed: int = 0) -> Pooled:
+    """Pool result rows that may share test images: (mean accuracy, distinct images, ci_low, ci_high).
+
+    Each row is one model scored on one test set (`test_sets[i]`, `counts[i]` images, `accuracies[i]`);
+    many rows reuse the same images (every cell of a grid, every test transform), so counting
+    sum(counts) trials would make the interval far too narrow. Here:
+
+    * the estimate is the plain mean of the rows' accuracies (every row weighs the same);
+    * n is the number of distinct test images: per test set the union of the rows' image ids when
+      `images` gives them, else the largest count among its rows (the rows test the same images,
+      or subsets of them);
+    * the interval comes from a seeded bootstrap that resamples *images* within each test set (the test
+      sets themselves stay fixed) and recomputes the mean of the rows' accuracies on each draw. Its
+      variance gives the effective number of images, n_eff = p(1-p) / variance (the independent images
+      that would make a proportion as uncertain), and the interval is Wilson's on n_eff: inside [0, 1],
+      open at 0 and 1, and for a single row exactly that row's own Wilson interval (n_eff = n). Where
+      the draws do not vary (every row right, or wrong, on every image) n_eff is the distinct count.
+
+    `images[i]` is `(ids, correct)` (arrays: an id per test image, e.g. its sha256, and whether the row
+    got it right), or None. A test set all of whose rows have ids is resampled image by image. Otherwise
+    only the counts are known, and the bootstrap assumes the rows agree image by image as far as their
+    accuracies allow (an image missed by one row is missed by every less accurate row): the strongest
+    dependence the counts permit, hence the widest interval they are consistent with (`_count_draws`).
+    Rows with NaN accuracy or no images are skipped.
     """
     acc = np.asarray(accuracies, dtype=float)
     cnt = np.asarray(counts, dtype=float)
-    ok = ~(np.isnan(acc) | np.isnan(cnt))
-    acc, cnt = acc[ok], cnt[ok]
-    n = float(cnt.sum())
-    if n == 0:
-        return (math.nan, 0, math.nan, math.nan)
-    k = float((acc * cnt).sum())
-    k = min(max(k, 0.0), n)  # float round-off must not push k outside [0, n]
-    low, high = wilson_interval(k, n)
-    return (k / n, int(round(n)), low, high)
+    sets = np.asarray([str(s) for s in test_sets], dtype=object)
+    imgs = list(images) if images is not None else [None] * len(acc)
+    if not (len(acc) == len(cnt) == len(sets) == len(imgs)):
+        raise ValueError("pooled_accuracy: accuracies, counts, test_sets and images must have the same length")
+    ok = np.isfinite(acc) & np.isfinite(cnt) & (cnt > 0)
+    if not ok.any():
+        return Pooled(math.nan, 0, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_boot)
+    used = np.zeros(n_boot)
+    n_distinct = 0
+    for s in sorted(set(sets[ok].tolist())):
+        idx = np.flatnonzero(ok & (sets == s))
+        if all(imgs[i] is not None for i in idx):
+            draws, n_s = _image_draws([imgs[i] for i in idx], rng, n_boot)
+        else:
+            draws, n_s = _count_draws(acc[idx], cnt[idx], rng, n_boot)
+        total += np.nansum(draws, axis=1)
+        used += np.sum(~np.isnan(draws), axis=1)
+        n_distinct += n_s
+    point = float(acc[ok].mean())
+    means = total[used > 0] / used[used > 0]
+    var = float(np.var(means, ddof=1)) if len(means) > 1 else 0.0
+    n_eff = point * (1.0 - point) / var if var > 0 and 0.0 < point < 1.0 else float(n_distinct)
+    z = 1.96 if confidence == 0.95 else _normal_quantile(0.5 + confidence / 2.0)  # 1.96: as every row's CI
+    low, high = wilson_interval(point * n_eff, n_eff, z=z)
+    return Pooled(point, int(n_distinct), low, high)
+
+
+def _normal_quantile(q: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
+
+
+def distinct_images(counts: Sequence[float], test_sets: Sequence[str],
+                    images: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None) -> dict[str, int]:
+    """Distinct test images per test set, counted as `pooled_accuracy` counts them (sorted by name)."""
+    cnt = np.asarray(counts, dtype=float)
+    imgs = list(images) if images is not None else [None] * len(cnt)
+    by_set: dict[str, list[int]] = {}
+    for i, s in enumerate(test_sets):
+        if np.isfinite(cnt[i]) and cnt[i] > 0:
+            by_set.setdefault(str(s), []).append(i)
+    out = {}
+    for s in sorted(by_set):
+        idx = by_set[s]
+        if all(imgs[i] is not None for i in idx):
+            out[s] = len(np.unique(np.concatenate([np.asarray(imgs[i][0]) for i in idx])))
+        else:
+            out[s] = int(round(cnt[idx].max()))
+    return out
+
+
+def _count_draws(acc: np.ndarray, n: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple[np.ndarray, int]:
+    """Bootstrap draws (n_boot, rows) of the accuracies of rows sharing one test set, from counts alone.
+
+    Each of the N images (N = the largest count) gets a latent difficulty u and a latent position v,
+    both uniform: row c got image i right when u_i < acc_c, and row c tested image i when v_i < n_c / N
+    (smaller test sets are subsets of larger ones). Resampling N images then only needs how many fall in
+    each cell of the grid that the rows' accuracies and sizes cut [0, 1]^2 into: one multinomial draw.
+    """
+    N = int(round(n.max()))
+    a = np.clip(acc, 0.0, 1.0)
+    f = n / n.max()
+    ue = np.unique(np.concatenate([[0.0, 1.0], a]))
+    ve = np.unique(np.concatenate([[0.0, 1.0], f]))
+    du, dv = np.diff(ue), np.diff(ve)
+    p = np.outer(du, dv).ravel()
+    draws = rng.multinomial(N, p / p.sum(), size=n_boot)
+    cum = np.zeros((n_boot, len(du) + 1, len(dv) + 1))
+    cum[:, 1:, 1:] = draws.reshape(n_boot, len(du), len(dv)).cumsum(axis=1).cumsum(axis=2)
+    iu, jv = np.searchsorted(ue, a), np.searchsorted(ve, f)
+    correct, tested = cum[:, iu, jv], cum[:, -1, jv]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tested > 0, correct / np.maximum(tested, 1), np.nan), N
+
+
+def _image_draws(rows: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
+                 n_boot: int) -> tuple[np.ndarray, int]:
+    """Bootstrap draws (n_boot, rows) of the accuracies of rows sharing one test set, image by image.
+
+    The distinct images of the rows are resampled with replacement; each row's accuracy on a draw is
+    its correct images' weight over its tested images' weight.
+    """
+    universe = np.unique(np.concatenate([np.asarray(ids) for ids, _ in rows]))
+    N = len(universe)
+    tested = np.zeros((N, len(rows)), dtype=np.float32)
+    right = np.zeros_like(tested)
+    for c, (ids, ok) in enumerate(rows):
+        pos = np.searchsorted(universe, np.asarray(ids))
+        np.add.at(tested[:, c], pos, 1.0)
+        np.add.at(right[:, c], pos, np.asarray(ok, dtype=np.float32))
+    m = N
+    out = np.empty((n_boot, len(rows)))
+    chunk = max(1, 4_000_000 // m)  # bounded memory for large test sets
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        picks = rng.integers(0, m, size=(b, m)) + (np.arange(b) * m)[:, None]
+        w = np.bincount(picks.ravel(), minlength=b * m).reshape(b, m).astype(np.float32)
+        num, den = w @ right, w @ tested
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + b] = np.where(den > 0, num / den, np.nan)
+    return out, N
 
 
 def format_accuracy(acc: float, n: int | float, low: float, high: float) -> str:
