@@ -21,6 +21,7 @@ import numpy as np
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.fileio import shared_mode
 
 FORMAT = "deepfake-cli"
 FORMAT_VERSION = 1
@@ -89,6 +90,7 @@ class Artifact:
     kind: str
     path: Path | None = None
     name: str = field(default="")
+    extras: dict = field(default_factory=dict)  # arrays kept beside the estimator (a model's novelty reference)
 
     def __post_init__(self):
         if not self.name:
@@ -104,7 +106,26 @@ class Model(Artifact):
         return float(self.meta["threshold"])
 
     def p_fake(self, X) -> np.ndarray:
+        """p(fake) through the calibration recorded at train time (`meta["calibration"]`, see
+        `deepfake_cli.calibration`); models without one (0.1.0 files, `--calibration none`) give `score`."""
+        from deepfake_cli.calibration import calibrated_p_fake
+
+        return calibrated_p_fake(self.estimator, self.meta.get("calibration"), np.asarray(X, dtype=np.float32))
+
+    def score(self, X) -> np.ndarray:
+        """The classifier's own p(fake), before calibration."""
         return p_fake(self.estimator, np.asarray(X, dtype=np.float32))
+
+    def novelty(self, X) -> np.ndarray | None:
+        """Each row's distance to the training features over the stored 99th-percentile cut-off (> 1: beyond
+        it; `deepfake_cli.novelty`), or None for a model without a novelty reference."""
+        from deepfake_cli.novelty import beyond
+
+        ref = self.extras.get("novelty")
+        if ref is None:
+            return None
+        Z = self.estimator[:1].transform(np.asarray(X, dtype=np.float32))
+        return beyond(ref, self.meta.get("novelty"), Z)
 
 
 def p_fake(estimator, X) -> np.ndarray:
@@ -113,21 +134,27 @@ def p_fake(estimator, X) -> np.ndarray:
     return np.asarray(proba[:, list(estimator.classes_).index(1)], dtype=np.float64)
 
 
-def save_artifact(path: str | os.PathLike, estimator, meta: dict, kind: str) -> Path:
-    """Write atomically: dump to a temporary file in the same folder, then rename over `path`."""
+def save_artifact(path: str | os.PathLike, estimator, meta: dict, kind: str, extras: dict | None = None) -> Path:
+    """Write atomically: dump to a temporary file in the same folder, then rename over `path`. The archive
+    is deflate-compressed (a forest's schema or a float array of noise-like weights is stored in a
+    fraction of its size; loading reads both forms). `extras`: a dict of arrays and numbers kept beside
+    the estimator (e.g. a model's novelty reference), given back as `Artifact.extras`."""
     import skops.io as sio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION,
                "meta_json": json.dumps(meta, default=_json_default), "estimator": estimator}
+    if extras:
+        payload["extras"] = extras
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
-        sio.dump(payload, tmp)
+        sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED)
         untrusted = untrusted_types(tmp)
         if untrusted:  # never write a file that we would refuse to load
             raise DeepfakeError(f"Cannot save {kind}: it contains types outside the allowlist: {', '.join(untrusted)}.")
+        shared_mode(tmp)  # mkstemp's 0600 -> what the umask gives any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -210,11 +237,12 @@ def load_artifact(path: str | os.PathLike, kind: str) -> Artifact:
     except (KeyError, TypeError, ValueError):
         raise DeepfakeError(f"{path} has unreadable metadata.") from None
     cls = Model if kind == "model" else Artifact
-    return cls(estimator=payload.get("estimator"), meta=meta, kind=kind, path=path)
+    return cls(estimator=payload.get("estimator"), meta=meta, kind=kind, path=path,
+               extras=payload.get("extras") if isinstance(payload.get("extras"), dict) else {})
 
 
-def save_model(path, pipeline, meta: dict) -> Path:
-    return save_artifact(path, pipeline, meta, "model")
+def save_model(path, pipeline, meta: dict, extras: dict | None = None) -> Path:
+    return save_artifact(path, pipeline, meta, "model", extras)
 
 
 def load_model(path) -> Model:

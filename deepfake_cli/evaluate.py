@@ -16,7 +16,7 @@ import numpy as np
 
 from deepfake_cli.artifacts import Model, load_models
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, matching_options, mismatch, read_features
 from deepfake_cli.fileio import atomic_write_text, csv_text, number_format, to_json
 from deepfake_cli.scoring import binary_scores
 from deepfake_cli.stats import group_matrix, wilson_interval
@@ -32,8 +32,10 @@ def check_compatible(model: Model, meta: dict, features_name: str, n_dims: int) 
     """Refuse features a model cannot take, naming both sides."""
     diff = mismatch(model.meta, meta, COMPAT_KEYS)
     if diff:
-        raise DeepfakeError(f"Model {model.name} was trained on {describe(model.meta, diff)} but {features_name} "
-                            f"has {describe(meta, diff)}; extract features with the model's backbone settings.")
+        fix = matching_options(model.meta, meta, diff)
+        raise DeepfakeError(f"Model {model.name} was trained on {describe(model.meta, diff, meta)} but {features_name} "
+                            f"has {describe(meta, diff, model.meta)}; extract features for it "
+                            + (f"with {fix}." if fix else "with the model's backbone settings."))
     want = model.meta.get("input_dim")
     if want is not None and int(want) != int(n_dims):
         raise DeepfakeError(f"Model {model.name} takes {want}-dimensional features but {features_name} has {n_dims} "
@@ -55,7 +57,8 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
     """One result row per (model, feature file, test dataset); columns COLUMNS + EXTRA_COLUMNS.
 
     `models`: Model objects, model paths or folders of models. If `per_image` is a list, one dict per
-    scored image (model, features, test_dataset, kind, path, sha256, label, p_fake) is appended to it.
+    scored image (model, features, test_dataset, kind, path, sha256, label, p_fake, and score: the
+    classifier's own p(fake) before calibration) is appended to it.
     If `notes` is a list, a sentence is appended for each model that got no within-dataset row.
     """
     loaded = expand_models(models)
@@ -92,9 +95,11 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
                 p = model.p_fake(sub.X)
                 rows.append(_row(model, fname, fs.meta, ds, kind, sub.y, p, excluded))
                 if per_image is not None:
-                    for path, sha, y, pf in zip(sub.path.tolist(), sub.sha256.tolist(), sub.y.tolist(), p.tolist()):
+                    raw = model.score(sub.X).tolist()  # the classifier's own p(fake), before calibration
+                    for path, sha, y, pf, sc in zip(sub.path.tolist(), sub.sha256.tolist(), sub.y.tolist(), p.tolist(),
+                                                    raw):
                         per_image.append({"model": model.name, "features": fname, "test_dataset": ds, "kind": kind,
-                                          "path": path, "sha256": sha, "label": int(y), "p_fake": pf})
+                                          "path": path, "sha256": sha, "label": int(y), "p_fake": pf, "score": sc})
         if notes is not None and not any(r["kind"] == "within" for r in rows[n_rows:]):
             notes.append(f"{model.name}: none of its held-out images (training datasets: {', '.join(train_sets)}) "
                          "are in these feature files, so it has no within-dataset row.")
@@ -134,6 +139,25 @@ def matrix(rows: list[dict]) -> tuple[list[str], list[str], dict]:
     return row_keys, col_keys, {k: g[-1] for k, g in groups.items()}
 
 
+def mixed_sizes(cells: dict) -> bool:
+    """Whether the matrix's cells rest on different numbers of test images (then each cell shows its n)."""
+    return len({r["n"] for r in cells.values()}) > 1
+
+
+def matrix_cell(r: dict | None, with_n: bool) -> str:
+    """A matrix cell: accuracy (4 decimals), `*` when within-dataset, and ` (n=N)` when sizes are mixed."""
+    if r is None:
+        return ""
+    return _fmt(r["accuracy"]) + ("*" if r["kind"] == "within" else "") + (f" (n={r['n']})" if with_n else "")
+
+
+def matrix_title(cells: dict) -> str:
+    """What the matrix's cells show, with the one n when every cell has the same."""
+    sizes = {r["n"] for r in cells.values()}
+    n = f"n={next(iter(sizes))} test images in every cell" if len(sizes) == 1 else "n = test images per cell"
+    return f"rows: model [training datasets], columns: test dataset; * = within; {n}"
+
+
 def _fmt(v) -> str:
     """A Markdown cell: floats with 4 decimals (NaN as "nan")."""
     return f"{v:.4f}" if isinstance(v, float) else str(v)
@@ -150,14 +174,11 @@ def to_markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
     rk, ck, cells = matrix(rows)
-    lines += ["", "## Accuracy matrix (rows: model [training datasets], columns: test dataset; * = within)", "",
+    with_n = mixed_sizes(cells)
+    lines += ["", f"## Accuracy matrix ({matrix_title(cells)})", "",
               "| model | " + " | ".join(ck) + " |", "|" + "---|" * (len(ck) + 1)]
     for k in rk:
-        vals = []
-        for c in ck:
-            r = cells.get((k, c))
-            vals.append("" if r is None else _fmt(r["accuracy"]) + ("*" if r["kind"] == "within" else ""))
-        lines.append(f"| {k} | " + " | ".join(vals) + " |")
+        lines.append(f"| {k} | " + " | ".join(matrix_cell(cells.get((k, c)), with_n) for c in ck) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +191,7 @@ def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None)
              "eval.md": to_markdown(rows)}
     if per_image is not None:
         files["eval_images.csv"] = to_csv(per_image, ["model", "features", "test_dataset", "kind", "path", "sha256",
-                                                      "label", "p_fake"], digits=None)
+                                                      "label", "p_fake", "score"], digits=None)
     written = []
     for name, text in files.items():
         written.append(atomic_write_text(out / name, text))

@@ -5,10 +5,14 @@ on both sides of a split):
   * test: `test_size` of each training dataset is held out of training; `eval` scores it later
     (the model stores the held-out sha256s per dataset). Images whose content is held out in any
     dataset are dropped from training everywhere.
-  * validation: `val_size` of the remaining training part chooses the decision threshold (maximum
-    balanced accuracy on p_fake) and gives the stored validation scores.
+  * validation: `val_size` of the remaining training part calibrates p_fake (`calibration.py`: Platt
+    scaling by default, recorded in the model), then chooses the decision threshold (maximum balanced
+    accuracy on the calibrated p_fake) and gives the stored validation scores.
 The saved classifier is the one fitted on the fit part (training part minus validation), so the stored
-threshold and validation scores describe exactly the saved model.
+calibration, threshold and validation scores describe exactly the saved model. The model also stores a
+novelty reference of the training part (`novelty.py`) that `predict` measures new images against, and the
+warnings about small samples (a validation part under MIN_VAL_PER_CLASS images per class, a held-out test
+part under MIN_TEST images) that `train` returns.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ from typing import Callable
 import numpy as np
 
 from deepfake_cli import __version__
-from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, p_fake, save_model
+from deepfake_cli import calibration as calib
+from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
 from deepfake_cli.classifiers import CLASSIFIERS, create_classifier, needs_scaling, parse_classifier_names
 from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, mismatch, read_features
+from deepfake_cli.features import COMPAT_KEYS, FeatureSet, capability_values, describe, matching_options, \
+    mismatch, read_features
+from deepfake_cli.registry import capability_params
 from deepfake_cli.splits import heldout_split, split_groups
+from deepfake_cli.stats import wilson_interval
+from deepfake_cli.outputs import train_inputs, train_targets, writes
 
 
 @dataclass
@@ -41,7 +50,16 @@ class TrainResult:
     n_val: int
     heldout: dict  # dataset -> number of held-out images
     seconds: float
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)         # notes about this classifier's fit
+    sample_warnings: list = field(default_factory=list)  # small validation / test parts (same for every model)
+    calibration: str = "none"
+
+
+# Below these sizes `train` warns: a threshold or a calibration chosen on a few validation images, and a
+# within-dataset accuracy measured on a few test images, are too uncertain to be read at face value.
+MIN_VAL_PER_CLASS = 30
+MIN_TEST = 30
+WIDE_RATIO = 10  # fewer than dimensions / WIDE_RATIO images to fit, and no reducer: a note says what that means
 
 
 def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
@@ -53,17 +71,20 @@ def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
                             f"{n_real} real and {n_fake} fake for training.")
 
 
+@writes(train_targets, train_inputs)  # never over an input or a foreign file; one writer per --out
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
           device: str = "cpu", progress: Callable[[str], None] | None = None,
-          params: dict[str, dict] | None = None) -> list[TrainResult]:
+          params: dict[str, dict] | None = None, calibration: str = calib.DEFAULT) -> list[TrainResult]:
     """Train each classifier on `features` and write its model.
 
     One classifier: `out` is the model file (or a folder to put `<name>.model` in). Several: `out` is a
     folder that receives `<name>.model` per classifier. `params` maps a classifier name to its
     hyper-parameters (see `deepfake classifiers`); `seed` and `device` go to the classifiers whose
-    registry entry takes them.
+    registry entry takes them. `calibration`: sigmoid | isotonic | none (see `deepfake_cli.calibration`).
     """
+    if calibration not in calib.METHODS:
+        raise DeepfakeError(f"Unknown calibration '{calibration}'; choose from {', '.join(calib.METHODS)}.")
     names = parse_classifier_names(classifiers if isinstance(classifiers, str) else ",".join(classifiers))
     estimators = _make_classifiers(names, params, seed, device)  # refuses unknown parameters before any work
     if not 0 <= test_size < 1:
@@ -71,11 +92,23 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
     if not 0 <= val_size < 1:
         raise DeepfakeError(f"--val-size must be in [0, 1), got {val_size}.")
     fs = read_features(features, datasets=datasets)
-    _check_combined(names, fs, features)
+    _check_combined(names, fs, features, reducer)
+    _set_feature_params(names, estimators, fs, features)
     train_sets = list(datasets) if datasets else fs.datasets
     red_step, red_info = _reducer_step(reducer, fs, features)
-    split = _split(fs, test_size, val_size, seed, train_sets)
+    # classifiers that learn nothing from the images (zero-shot) train on files without both classes too
+    need_classes = not all("untrained" in CLASSIFIERS.get(n).capabilities for n in names)
+    split = _split(fs, test_size, val_size, seed, train_sets, need_classes)
     common_meta = _common_meta(fs, features, red_info, train_sets, split, test_size, val_size, seed)
+    common_meta["sample_warnings"] = small_sample_warnings(fs, split, train_sets)
+    if red_info.get("method") == "none" and len(split.fit_idx) * WIDE_RATIO < fs.X.shape[1]:
+        common_meta["sample_warnings"].append(
+            f"{len(split.fit_idx)} images to fit in {fs.X.shape[1]} dimensions, without a reducer: lda (shrinkage) "
+            "and linear-probe (weight decay) are built for this; kNN, SVM and trees tend to overfit, and "
+            "gradient-boosting's time and model size grow with the dimension. `deepfake reduce --method pca` and "
+            "`train --reducer` cut the dimension (not done automatically: it would change what each classifier "
+            "computes, and a PCA fitted on n images keeps n-1 vectors of the full dimension, as large as the "
+            "images kNN and SVM already store)")
     notes = []
     if fs.meta.get("reduced_by"):
         notes.append("these features were written by `deepfake reduce`; the model cannot be applied to raw "
@@ -90,7 +123,8 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
         if progress:
             progress(name)
         target = (out_p / f"{name}{MODEL_SUFFIX}") if (several or out_p.is_dir()) else out_p
-        results.append(_train_one(name, estimators[name], fs, split, red_step, common_meta, target, list(notes)))
+        results.append(_train_one(name, estimators[name], fs, split, red_step, common_meta, target, list(notes),
+                                  calibration=calibration, seed=seed))
     return results
 
 
@@ -110,13 +144,31 @@ def _make_classifiers(names: list[str], params: dict[str, dict] | None, seed: in
     return out
 
 
-def _check_combined(names: list[str], fs: FeatureSet, features: str) -> None:
-    """Classifiers with the `combined` capability take only features of joined backbones (`a+b`)."""
+def _check_combined(names: list[str], fs: FeatureSet, features: str, reducer: str | None = None) -> None:
+    """Classifiers with the `combined` capability take only features of joined backbones (`a+b`), as extracted
+    (a reducer mixes the members' columns)."""
     backbone = str(fs.meta.get("backbone"))
     for name in names:
-        if "combined" in CLASSIFIERS.get(name).capabilities and "+" not in backbone:
-            raise DeepfakeError(f"Classifier {name} needs features of combined backbones (extract --backbone a+b); "
-                                f"{features} has {backbone}.")
+        if "combined" in CLASSIFIERS.get(name).capabilities:
+            if "+" not in backbone:
+                raise DeepfakeError(f"Classifier {name} needs features of combined backbones (extract --backbone "
+                                    f"a+b); {features} has {backbone}.")
+            if reducer:
+                raise DeepfakeError(f"Classifier {name} works on each backbone's own columns; it cannot follow a "
+                                    "reducer (train it without --reducer).")
+
+
+def _set_feature_params(names: list[str], estimators: dict, fs: FeatureSet, features: str) -> None:
+    """Hand each classifier what its capabilities ask of the feature file (`features.capability_values`:
+    the members of a combination, the backbone's identity), as the parameters the registry names."""
+    supplied = capability_values(fs.meta)
+    for name in names:
+        try:
+            extra = capability_params(CLASSIFIERS.get(name), supplied)
+        except DeepfakeError as exc:
+            raise DeepfakeError(f"Classifier {name} cannot use {features}: {exc}") from None
+        if extra:
+            estimators[name].set_params(**extra)
 
 
 def _reducer_step(reducer: str | None, fs: FeatureSet, features: str):
@@ -128,8 +180,11 @@ def _reducer_step(reducer: str | None, fs: FeatureSet, features: str):
     art = load_reducer(reducer)
     diff = mismatch(art.meta, fs.meta, COMPAT_KEYS)
     if diff:
-        raise DeepfakeError(f"Reducer {reducer} was fitted on {describe(art.meta, diff)} but {features} has "
-                            f"{describe(fs.meta, diff)}.")
+        raise DeepfakeError(f"Reducer {reducer} was fitted on {describe(art.meta, diff, fs.meta)} but {features} has "
+                            f"{describe(fs.meta, diff, art.meta)}; fit a reducer on {features} (`deepfake reduce "
+                            f"{features} ...`), or train on features extracted with the reducer's settings"
+                            + (f" ({matching_options(art.meta, fs.meta, diff)})." if matching_options(art.meta, fs.meta, diff)
+                               else "."))
     if int(art.meta.get("input_dim", -1)) != fs.X.shape[1]:
         raise DeepfakeError(f"Reducer {reducer} takes {art.meta.get('input_dim')}-dimensional features; "
                             f"{features} has {fs.X.shape[1]}.")
@@ -147,9 +202,11 @@ class _Split:
     test_mask: np.ndarray  # held out for `eval`
 
 
-def _split(fs: FeatureSet, test_size: float, val_size: float, seed: int, train_sets: list[str]) -> _Split:
+def _split(fs: FeatureSet, test_size: float, val_size: float, seed: int, train_sets: list[str],
+           need_classes: bool = True) -> _Split:
     train_mask, test_mask = heldout_split(fs, test_size, seed)
-    _check_classes(fs, train_mask, train_sets)
+    if need_classes:
+        _check_classes(fs, train_mask, train_sets)
     tr_idx = np.flatnonzero(train_mask)
     val_rng = np.random.default_rng([int(seed), 1])
     val_local = split_groups(fs.sha256[tr_idx], fs.y[tr_idx], val_size, val_rng)
@@ -157,8 +214,29 @@ def _split(fs: FeatureSet, test_size: float, val_size: float, seed: int, train_s
     val_hashes = set(fs.sha256[tr_idx[val_local]].tolist())
     fit_idx = tr_idx[~np.isin(fs.sha256[tr_idx], list(val_hashes))]
     val_idx = tr_idx[val_local]
-    _check_classes(fs, np.isin(np.arange(len(fs.y)), fit_idx), train_sets)
+    if need_classes:
+        _check_classes(fs, np.isin(np.arange(len(fs.y)), fit_idx), train_sets)
     return _Split(tr_idx, fit_idx, val_idx, test_mask)
+
+
+def small_sample_warnings(fs: FeatureSet, split: _Split, train_sets: list[str]) -> list[str]:
+    """One sentence per part of the split that is too small to be read at face value, naming its counts."""
+    out = []
+    y_val = fs.y[split.val_idx]
+    n_real, n_fake = int((y_val == 0).sum()), int((y_val == 1).sum())
+    if min(n_real, n_fake) < MIN_VAL_PER_CLASS:
+        out.append(f"small validation part: {n_real} real and {n_fake} fake images (fewer than {MIN_VAL_PER_CLASS} "
+                   f"per class) choose the threshold and calibrate p_fake, after fitting on {len(split.fit_idx)}; "
+                   "both are uncertain (more images, or a larger --val-size, firm them up)")
+    for d in train_sets:
+        held = split.test_mask & (fs.dataset == d)
+        n = int(held.sum())
+        if 0 < n < MIN_TEST:
+            r, f = int((fs.y[held] == 0).sum()), int((fs.y[held] == 1).sum())
+            low, high = wilson_interval(n * 0.5, n)
+            out.append(f"small test part: {n} held-out images of {d} ({r} real, {f} fake; fewer than {MIN_TEST}): "
+                       f"`eval`'s within-dataset accuracy on them has a 95% interval up to {high - low:.2f} wide")
+    return out
 
 
 def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: _Split,
@@ -184,8 +262,9 @@ def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list
 
 
 def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_meta: dict, target: Path,
-               notes: list) -> TrainResult:
-    """Fit reduce -> scale -> clf on the fit part, pick the threshold on validation, save the model."""
+               notes: list, calibration: str = calib.DEFAULT, seed: int = 0) -> TrainResult:
+    """Fit reduce -> scale -> clf on the fit part, calibrate and pick the threshold on validation, store a
+    novelty reference of the training part, save the model."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -202,32 +281,50 @@ def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_m
             raise DeepfakeError(f"Classifier {name} could not be trained on {len(fit_idx)} images: {exc}") from None
     notes += sorted({str(w.message).splitlines()[0] for w in caught
                      if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
-    if len(val_idx) and len(set(fs.y[val_idx].tolist())) == 2:
-        p_val = p_fake(pipe, fs.X[val_idx])
-        threshold = choose_threshold(fs.y[val_idx], p_val)
-        validation = binary_scores(fs.y[val_idx], p_val, threshold)
-        validation["accuracy_at_0_5"] = binary_scores(fs.y[val_idx], p_val, 0.5)["accuracy"]
+    labelled_val = val_idx[fs.y[val_idx] >= 0]
+    if len(set(fs.y[labelled_val].tolist())) == 2:
+        y_val, X_val = fs.y[labelled_val].astype(int), fs.X[labelled_val]
+        raw = calib.raw_p_fake(pipe, X_val)
+        margins, source = calib.margin(pipe, X_val)
+        cal = dict(calib.fit(calibration, margins, y_val), input=source, fitted_on="validation",
+                   n=int(len(y_val)), n_real=int((y_val == 0).sum()), n_fake=int((y_val == 1).sum()))
+        p_val = raw if calibration == "none" else calib.apply(cal, margins)
+        threshold = choose_threshold(y_val, p_val)
+        validation = binary_scores(y_val, p_val, threshold)
+        validation["accuracy_at_0_5"] = binary_scores(y_val, p_val, 0.5)["accuracy"]
+        # reliability on the validation part (in-sample for the calibration): 10 equal-width bins
+        validation["ece"] = calib.expected_calibration_error(y_val, p_val)
+        validation["ece_uncalibrated"] = calib.expected_calibration_error(y_val, raw)
     else:
         threshold, validation = 0.5, {}
-        notes.append("too few images for a validation part with both classes; threshold fixed at 0.5")
+        cal = {"method": "none", "reason": "no validation part with both classes"}
+        notes.append("too few images for a validation part with both classes; p_fake not calibrated, threshold "
+                     "fixed at 0.5")
     validation["threshold"] = threshold
+    from deepfake_cli.novelty import fit_reference
+
+    reference, novelty = fit_reference(pipe[:1].transform(fs.X[split.tr_idx]), seed=seed)
+    rule = "max balanced accuracy on validation p_fake" + (" (calibrated)" if cal["method"] != "none" else "")
     meta = dict(common_meta, name=target.stem, classifier=name,
-                classifier_params=_json_params(clf), threshold=float(threshold),
-                threshold_rule="max balanced accuracy on validation p_fake",
-                validation=validation, notes=notes,
+                classifier_params=_json_params(clf), threshold=float(threshold), threshold_rule=rule,
+                calibration=cal, novelty=novelty, validation=validation, notes=notes,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    save_model(target, pipe, meta)
+    save_model(target, pipe, meta, extras={"novelty": reference} if reference is not None else None)
     return TrainResult(name, target, float(threshold), validation, int(len(fit_idx)), int(len(val_idx)),
-                       common_meta["n_heldout"], time.perf_counter() - t0, notes)
+                       common_meta["n_heldout"], time.perf_counter() - t0, notes,
+                       sample_warnings=list(common_meta["sample_warnings"]), calibration=cal["method"])
 
 
 def _json_params(est) -> dict:
-    out = {}
-    for k, v in est.get_params(deep=False).items():
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, tuple) and all(isinstance(x, (int, float, str)) for x in v):
-            out[k] = list(v)
-        else:
-            out[k] = type(v).__name__
-    return out
+    return {k: _json_value(v) for k, v in est.get_params(deep=False).items()}
+
+
+def _json_value(v):
+    """Plain values as they are, tuples/lists and dicts of them as JSON lists/objects, anything else by type."""
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        return {k: _json_value(x) for k, x in v.items()}
+    return type(v).__name__

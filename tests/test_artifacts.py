@@ -99,8 +99,8 @@ def test_tampered_schema_is_refused(tmp_path, model_file):
         for item in src.infolist():
             data = src.read(item.filename)
             if item.filename == "schema.json":
-                schema = data.decode().replace('"LinearDiscriminantAnalysis"', '"system"').replace(
-                    '"sklearn.discriminant_analysis"', '"os"')
+                schema = data.decode().replace('"ShrinkageLDA"', '"system"').replace(
+                    '"deepfake_cli.classifiers._lda"', '"os"')
                 assert schema != data.decode()
                 data = schema.encode()
             dst.writestr(item, data)

@@ -263,3 +263,35 @@ def test_reduce_options_are_generic_and_refused_where_the_reducer_does_not_take_
     assert s.explained_variance >= 0.9
     with pytest.raises(DeepfakeError, match="Reducer 'pca' does not take hidden"):
         reduce(feats, "pca", str(tmp_path / "q.reducer"), params={"hidden": (3,)})
+
+
+def test_eval_matrix_shows_n_where_cell_sizes_differ(models, store, tmp_path):
+    from deepfake_cli.evaluate import matrix, matrix_cell, mixed_sizes, to_markdown
+
+    rows = evaluate([models / "lda.model", models / "knn1.model"], [str(store["features"])])
+    sizes = {r["test_dataset"]: r["n"] for r in rows}
+    assert len(set(sizes.values())) > 1  # 4 held-out biggan images beside 10 gaugan and 4 onlyreal ones
+    md = to_markdown(rows)
+    for ds, n in sizes.items():
+        r = next(r for r in rows if r["test_dataset"] == ds and r["model"] == "lda")
+        assert matrix_cell(r, True) in md and matrix_cell(r, True).endswith(f" (n={n})")
+    assert "n = test images per cell" in md
+    res = runner.invoke(app, ["eval", str(models / "lda.model"), "--features", str(store["features"])])
+    assert res.exit_code == 0, res.output
+    assert f"(n={sizes['gaugan']})" in res.output and f"(n={sizes['biggan']})" in res.output
+    # one size everywhere: no per-cell n, the n in the title instead
+    same = [r for r in rows if r["test_dataset"] == "gaugan"]
+    _, _, cells = matrix(same)
+    assert not mixed_sizes(cells) and "(n=" not in to_markdown(same)
+    assert f"n={sizes['gaugan']} test images in every cell" in to_markdown(same)
+
+
+def test_train_warns_about_small_validation_and_test_parts(store, tmp_path):
+    res = runner.invoke(app, ["train", str(store["features"]), "--classifier", "lda", "--datasets", "biggan",
+                              "--test-size", "0.25", "--out", str(tmp_path / "m.model")])
+    assert res.exit_code == 0, res.output
+    m = load_model(tmp_path / "m.model")
+    n_val = m.meta["n_val"]
+    assert "warning: small validation part:" in res.stderr and f"after fitting on {m.meta['n_fit']}" in res.stderr
+    assert f"small test part: {m.meta['n_heldout']['biggan']} held-out images of biggan" in res.stderr
+    assert n_val < 2 * 30 and m.meta["sample_warnings"][0].startswith("small validation part:")

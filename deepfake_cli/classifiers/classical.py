@@ -33,10 +33,12 @@ def _forest(n_estimators, max_depth, random_state):
 
 
 def _lda(shrinkage):
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from deepfake_cli.classifiers._lda import ShrinkageLDA
 
-    # shrinkage keeps the covariance invertible when features outnumber images
-    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage)
+    # shrinkage keeps the covariance invertible when features outnumber images; ShrinkageLDA gives
+    # scikit-learn's LinearDiscriminantAnalysis(solver="lsqr") decision function without building or
+    # storing the d x d covariance (model files of kilobytes, not 76 MB at 3,088 dimensions)
+    return ShrinkageLDA(shrinkage=shrinkage)
 
 
 def _knn(n_neighbors):
@@ -88,7 +90,9 @@ register_classifier(Entry(
     "lda", "linear discriminant analysis with shrinkage", _lda,
     params=(Param("shrinkage", "auto", "covariance shrinkage: auto (Ledoit-Wolf), a number in [0, 1], or none",
                   optional(float_or("auto"))),),
-    trusted_types=frozenset({"sklearn.discriminant_analysis.LinearDiscriminantAnalysis"}), capabilities=SCALED))
+    # scikit-learn's class stays trusted: model files written before ShrinkageLDA hold it
+    trusted_types=frozenset({"deepfake_cli.classifiers._lda.ShrinkageLDA",
+                             "sklearn.discriminant_analysis.LinearDiscriminantAnalysis"}), capabilities=SCALED))
 
 _KNN_TYPES = frozenset({"sklearn.neighbors._classification.KNeighborsClassifier", "sklearn.neighbors._kd_tree.KDTree",
                         "sklearn.neighbors._ball_tree.BallTree", "sklearn.metrics._dist_metrics.EuclideanDistance64"})
