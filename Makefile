@@ -8,10 +8,10 @@ DEEPFAKE := $(BIN)/deepfake
 DEMO := runs/demo
 BACKBONE ?= effnet-lite0
 
-.PHONY: install test demo bench clean help
+.PHONY: install test demo bench bench-scale clean help
 
 help:
-	@echo "make install | test | demo | bench | clean"
+	@echo "make install | test | demo | bench | bench-scale | clean"
 
 # The stamp is rebuilt only when pyproject.toml changes; torch/torchvision are pinned to the
 # builds that install offline from this machine's disk.
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -50,6 +50,11 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_extract.py
+
+# The cost curve of extraction (docs/RESULTS.md): N = 1k, 5k, 20k images of ../shared/data/cifake_20k,
+# local engine and ray (2 model workers), effnet-lite0; needs the ray extra (pip install -e ".[ray]").
+bench-scale: install
+	$(BIN)/python benchmarks/bench_scale.py --sizes 1000,5000,20000 --engines local,ray --budget-min 20
 
 clean:
 	rm -rf runs

@@ -17,12 +17,15 @@ from typing import Callable
 from deepfake_cli import __version__
 from deepfake_cli.data import DatasetSpec, discover_many
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import APPEND_KEYS, describe, mismatch, read_meta
+from deepfake_cli.features import APPEND_KEYS, describe, matching_options, mismatch, read_meta
 from deepfake_cli.inference.device import resolve_device
 from deepfake_cli.inference.mapper import BackboneSpec, Mapper
 from deepfake_cli.inference.reader import ImageReader, ReaderConfig
 from deepfake_cli.inference.runner import InferenceJob, LocalRunner, Runner, plan_batches
 from deepfake_cli.inference.shards import Merged, ShardStore, merge, run_signature
+from deepfake_cli.outputs import extract_inputs, extract_targets, writes
+from deepfake_cli.recovery import check_extract_space, check_merge_space, isolated, prepare_extract_output, \
+    remove_orphaned_temporaries, run_meta
 from deepfake_cli.transforms import Transform, normalize_transform, parse_align
 
 
@@ -36,6 +39,7 @@ class ExtractSummary:
     skipped: list = field(default_factory=list)
     duplicates: list = field(default_factory=list)
     already_present: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)   # what discovery wants the user to hear, one sentence each
     resumed_batches: int = 0
     n_processed: int = 0  # images read and run through the model by this call (not resumed ones)
     seconds: dict = field(default_factory=lambda: {"read": 0.0, "model": 0.0, "write": 0.0, "total": 0.0})
@@ -46,16 +50,20 @@ class ExtractSummary:
         return self.n_processed / self.seconds["total"] if self.seconds["total"] > 0 else 0.0
 
 
+@writes(extract_targets, extract_inputs)  # never over an input or a foreign file; one writer per output
 def extract(inputs: list[str], backbone: str, out: str, transform: str = "none", batch_size: int = 32,
             workers: int | None = None, device: str = "auto", weights: str | None = None,
             layers: str = "last", seed: int = 0, real: str | None = None, fake: str | None = None,
             name: str | None = None, align: str | None = None, dtype: str = "float32",
             overwrite: bool = False, pretrained: bool = True, progress: Callable | None = None,
-            on_start: Callable | None = None, runner: Runner | None = None) -> ExtractSummary:
+            on_start: Callable | None = None, runner: Runner | None = None,
+            warn: Callable | None = None) -> ExtractSummary:
     """Extract features of one or more datasets into `out` (created, resumed or appended to).
 
-    `progress(done, total)` is called after each batch; `on_start(total, resumed)` once before.
-    `runner` decides where reading and the model run (default: `LocalRunner(workers)`).
+    `progress(done, total)` is called after each batch; `on_start(total, resumed)` once before;
+    `warn(sentence)` once per discovery warning (also kept in `summary.warnings`), before any work.
+    `runner` decides where reading and the model run (default: `LocalRunner(workers)`); a runner
+    with `remote = True` builds the model itself, so this process builds it on the CPU (metadata only).
     """
     t_start = time.perf_counter()
     if batch_size < 1:
@@ -64,23 +72,34 @@ def extract(inputs: list[str], backbone: str, out: str, transform: str = "none",
         raise DeepfakeError("--dtype must be float32 or float16.")
     reader_cfg = ReaderConfig(Transform(normalize_transform(transform), seed), parse_align(align))
     out_p, store = Path(out), ShardStore.beside(out)
-    if overwrite:
-        store.discard()
-        out_p.unlink(missing_ok=True)
-    datasets = discover_many(list(inputs), real=real, fake=fake, name=name)
-    dev = resolve_device(device)
+    datasets = discover_many(list(inputs), real=real, fake=fake, name=name, require_labels=True)
+    prepare_extract_output(out_p, store.folder, datasets, overwrite)  # litter of killed runs; --overwrite's rule
+    runner = runner or LocalRunner(workers)
+    remote = getattr(runner, "remote", False)
+    dev = resolve_device("cpu" if remote else device)
     mapper = Mapper.from_spec(BackboneSpec(backbone, weights, layers, pretrained), dev)
     meta = _feature_meta(mapper.backbone, reader_cfg, dtype)
-    summary = ExtractSummary(out=out_p, device=str(dev))
-    existing, datasets = _datasets_to_add(out_p, meta, datasets, summary)
+    summary = ExtractSummary(out=out_p, device=getattr(runner, "device_text", str(dev)) if remote else str(dev))
+    for ds in datasets:
+        for line in ds.warnings:
+            summary.warnings.append(line)
+            if warn:
+                warn(line)
+    # --overwrite: the old file stays until the new one is renamed over it
+    existing, datasets = (None, datasets) if overwrite else _datasets_to_add(out_p, meta, datasets, summary)
     if datasets:
         job = InferenceJob([it for ds in datasets for it in ds.items],
-                           ImageReader(mapper.backbone.preprocess, reader_cfg), mapper)
+                           ImageReader(mapper.reader_preprocess, reader_cfg), mapper)
         batches = plan_batches(len(job.items), batch_size)
-        done = store.begin(run_signature(meta, datasets, batch_size), meta)
-        _run(runner or LocalRunner(workers), job, batches, done, store, summary, progress, on_start)
+        # room for the shards still to write and the merged file, before anything is written
+        check_extract_space(out_p, meta, batches, store.finished() if store.folder.is_dir() else set(), existing)
+        done = store.begin(run_signature(meta, datasets, batch_size), run_meta(meta, datasets))
+        _run(runner, job, batches, done, store, summary, progress, on_start)
         t0 = time.perf_counter()
-        _record(summary, merge(out_p, store, meta, datasets, batches, existing))
+        check_merge_space(out_p, meta, batches, existing)
+        # in a child process: a disk filling up under HDF5 must not take this process (and its lock) down
+        _record(summary, isolated(merge, out_p, store, meta, datasets, batches, existing, what=out_p,
+                                  cleanup=lambda: remove_orphaned_temporaries(out_p)))
         summary.seconds["write"] += time.perf_counter() - t0
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
@@ -89,12 +108,15 @@ def extract(inputs: list[str], backbone: str, out: str, transform: str = "none",
 def _feature_meta(backbone, reader_cfg: ReaderConfig, dtype: str) -> dict:
     """What the file says about how its features were made (the run signature hashes part of it)."""
     preprocessing = dict(backbone.preprocessing, align=reader_cfg.align_text)
-    return {
+    meta = {
         "backbone": backbone.name, "dim": int(backbone.dim), "layers": backbone.layers,
         "weights_id": backbone.weights_id, "preprocessing": preprocessing,
         "transform": reader_cfg.transform.spec, "seed": reader_cfg.transform.seed, "dtype": dtype,
         "tool_version": __version__,
     }
+    if hasattr(backbone, "members"):  # a combination: which columns each backbone gave (`features.feature_members`)
+        meta["members"] = [{"backbone": m.name, "dim": int(m.dim), "layers": m.layers} for m in backbone.members]
+    return meta
 
 
 def _datasets_to_add(out: Path, meta: dict, datasets: list[DatasetSpec],
@@ -105,9 +127,11 @@ def _datasets_to_add(out: Path, meta: dict, datasets: list[DatasetSpec],
     existing = read_meta(out)
     diff = mismatch(existing, meta, APPEND_KEYS)
     if diff:
+        fix = matching_options(existing, meta, diff)
         raise DeepfakeError(
-            f"{out} was made with {describe(existing, diff)}, this extraction has {describe(meta, diff)}; "
-            "one file holds one backbone and transform: write to another --out.")
+            f"{out} was made with {describe(existing, diff, meta)}, this extraction has {describe(meta, diff, existing)}; "
+            "one file holds features made one way: "
+            + (f"to add to it, extract with {fix} (or write to another --out)." if fix else "write to another --out."))
     roots = existing.get("roots", {})
     for ds in datasets:
         if ds.name in roots:

@@ -66,19 +66,127 @@ def compatibility_key(meta: dict) -> str:
     return json.dumps({k: meta.get(k) for k in COMPAT_KEYS}, sort_keys=True)
 
 
-def describe(meta: dict, keys=COMPAT_KEYS) -> str:
-    """A short text naming what made a file, for refusal messages."""
+def describe(meta: dict, keys=COMPAT_KEYS, other: dict | None = None) -> str:
+    """A short text naming what made a file (`field=value` per key), for refusal messages.
+
+    With `other` (the other side of a mismatch), `preprocessing` shows only the entries that differ from
+    it (e.g. `preprocessing=align=256:90`), so the message names exactly what differs."""
     parts = []
     for k in keys:
         v = meta.get(k)
         if k == "preprocessing" and isinstance(v, dict):
-            v = ",".join(f"{a}={b}" for a, b in sorted(v.items()) if a in ("input_size", "resize", "align", "crop"))
+            theirs = (other or {}).get(k)
+            if isinstance(theirs, dict):
+                shown = [a for a in sorted(set(v) | set(theirs)) if _text_of(v.get(a)) != _text_of(theirs.get(a))]
+            else:
+                shown = [a for a in sorted(v) if a in ("input_size", "resize", "align", "crop")]
+            v = ",".join(f"{a}={v.get(a)}" for a in shown)
         parts.append(f"{k}={v}")
     return " ".join(parts)
 
 
 def mismatch(a: dict, b: dict, keys=COMPAT_KEYS) -> list[str]:
     return [k for k in keys if json.dumps(a.get(k), sort_keys=True) != json.dumps(b.get(k), sort_keys=True)]
+
+
+def _text_of(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+# the `extract` option that sets each field of a feature file
+FIELD_OPTIONS = {"backbone": "--backbone", "layers": "--layers", "transform": "--transform", "seed": "--seed",
+                 "dtype": "--dtype"}
+
+
+def _layers_word(backbone: str, layers: str) -> str:
+    """`all` / `early` when that is what the recorded layers resolve from (e.g. "0,1,...,15,last" of
+    effnet-lite0 is `all`), else the recorded spec."""
+    if "+" in backbone:
+        return layers
+    try:
+        from deepfake_cli.backbones import get_config, parse_layers
+
+        config = get_config(backbone)
+        return next((w for w in ("all", "early") if parse_layers(w, config)[2] == layers), layers)
+    except Exception:  # noqa: BLE001 -- an unknown or unbuildable backbone: the recorded spec still works
+        return layers
+
+
+def matching_options(target: dict, current: dict, keys) -> str:
+    """The `extract` options that make features like `current` match `target` on `keys` (the fields that
+    differ), e.g. "--layers all"; "" when no option can (the backbone's own preprocessing changed)."""
+    opts = []
+    for k in keys:
+        v = target.get(k)
+        if k == "layers":
+            opts.append(f"--layers {_layers_word(str(target.get('backbone')), str(v))}")
+        elif k in FIELD_OPTIONS:
+            opts.append(f"{FIELD_OPTIONS[k]} {v}")
+        elif k == "weights_id":
+            opts.append("--random-weights" if v == "random" else f"--weights FILE (the weights {v})")
+        elif k == "preprocessing":
+            mine, theirs = v if isinstance(v, dict) else {}, current.get(k) if isinstance(current.get(k), dict) else {}
+            differ = [a for a in sorted(set(mine) | set(theirs)) if _text_of(mine.get(a)) != _text_of(theirs.get(a))]
+            if differ == ["align"]:
+                opts.append(f"--align {mine['align']}" if mine.get("align") else "no --align")
+    return " ".join(opts)
+
+
+def feature_members(meta: dict) -> list[tuple[str, int]]:
+    """(backbone, number of columns) of each member of the file's features, in column order.
+
+    A combined file (`a+b`) records its members (`meta["members"]`, written by `extract` and the
+    study); for files written before that, the dims come from each member's config when every
+    member gave its final embedding. A single backbone is one member. Features written by `reduce`
+    have no per-backbone columns any more: DeepfakeError.
+    """
+    if meta.get("reduced_by"):
+        raise DeepfakeError(f"These features were reduced by {meta['reduced_by'].get('method')}; their columns "
+                            "no longer belong to single backbones (use the original feature file).")
+    names = [n.strip() for n in str(meta.get("backbone")).split("+")]
+    dim = int(meta.get("dim") or 0)
+    recorded = meta.get("members")
+    if recorded:
+        members = [(str(m["backbone"]), int(m["dim"])) for m in recorded]
+    elif len(names) == 1:
+        members = [(names[0], dim)]
+    else:
+        from deepfake_cli.backbones import get_config
+
+        layers = str(meta.get("layers") or "last")
+        specs = [s.strip() for s in layers.split("+")] if "+" in layers else [layers] * len(names)
+        members = []
+        for name, spec in zip(names, specs):
+            cfg = get_config(name)
+            if spec != "last" and cfg.num_blocks:
+                raise DeepfakeError(f"This feature file of {meta.get('backbone')} (layers {layers}) does not record "
+                                    "its members' dimensions; extract it again with this version.")
+            members.append((name, int(cfg.dim)))
+    if dim and sum(d for _, d in members) != dim:
+        raise DeepfakeError(f"The members of {meta.get('backbone')} ({', '.join(f'{n}: {d}' for n, d in members)}) "
+                            f"do not add up to its {dim} columns.")
+    return members
+
+
+def backbone_identity(meta: dict) -> dict:
+    """What identifies the backbone that made the features: name, layers, weights id, and its members
+    (backbone, dim, layers) in column order. DeepfakeError for features written by `reduce`."""
+    layers = str(meta.get("layers") or "last")
+    members = feature_members(meta)
+    recorded = meta.get("members") or []
+    if len(recorded) == len(members):
+        specs = [str(m.get("layers") or "last") for m in recorded]
+    else:
+        specs = [s.strip() for s in layers.split("+")] if "+" in layers else [layers] * len(members)
+    return {"name": meta.get("backbone"), "layers": layers, "weights_id": meta.get("weights_id"),
+            "members": [{"backbone": n, "dim": d, "layers": sp} for (n, d), sp in zip(members, specs)]}
+
+
+def capability_values(meta: dict) -> dict:
+    """Per capability of a registry entry (see `deepfake_cli.registry.CAPABILITY_PARAMS`), what a stage
+    passes to it from a feature file's metadata: `combined` -> the members, `backbone` -> its identity.
+    Computed lazily: a value is only worked out for an entry that has the capability."""
+    return {"combined": lambda: tuple(feature_members(meta)), "backbone": lambda: backbone_identity(meta)}
 
 
 def _open(path) -> h5py.File:
@@ -290,8 +398,16 @@ class FeatureFileWriter:
         return self.out
 
     def abort(self) -> None:
+        # On a full disk HDF5 still has chunks and metadata to flush when it closes: give the temporary's
+        # space back first, so the close succeeds and no handle is left to fail (or crash) later.
+        try:
+            os.truncate(self.tmp, 0)
+        except OSError:
+            pass
         try:
             self.f.close()
+        except Exception:  # noqa: BLE001 -- the file is being thrown away; the caller reports the cause
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
 

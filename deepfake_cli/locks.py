@@ -62,8 +62,11 @@ def output_lock(out, what: str = "output") -> Iterator[Path]:
     try:
         info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:2]) or what,
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(info).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
+        except OSError:  # a full disk: the lock holds without the holder's name (the caller reports the disk)
+            pass
         yield path
     finally:
         try:

@@ -3,37 +3,52 @@
 The features are computed by the inference core (`inference.embed`: the same reader, mapper and
 runner as `extract`) with the backbone, layers, weights and alignment the model was trained with.
 The test-time transform is "none" unless asked for: the training transform is an
-augmentation/robustness setting, not part of the detector. Unreadable files are reported as
-skipped, never fatal.
+augmentation/robustness setting, not part of the detector. Inputs are found by `data.collect_files`
+(image files, folders, .tar shards, .txt/.csv lists); a row's `path` is the item's `rel` (a plain
+file's path as found, `<shard>.tar/<member>` for a tar member). Unreadable images are reported as
+skipped, never fatal; a missing input, a file of no known kind or an input holding no image is an error.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from deepfake_cli.artifacts import Model, load_models
-from deepfake_cli.data import iter_image_files
+from deepfake_cli.data import LABEL_NAMES, ImageItem, collect_files
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import compatibility_key
 from deepfake_cli.fileio import csv_text, to_json
 from deepfake_cli.inference.device import resolve_device
 from deepfake_cli.inference.embed import embed
 from deepfake_cli.inference.mapper import BackboneSpec
+from deepfake_cli.inference.memory import collect_images
 from deepfake_cli.inference.runner import Runner
 from deepfake_cli.transforms import normalize_transform
 
-COLUMNS = ["path", "p_fake", "label", "model"]
+# p_fake: calibrated (the model's `p_fake`); label: p_fake >= threshold; score: the classifier's own p(fake)
+# before calibration; novelty: distance to the training features over their 99th percentile (> 1: beyond;
+# empty for models without a reference); true_label (only when some input carries labels): real | fake | "".
+COLUMNS = ["path", "p_fake", "label", "model", "threshold", "score", "novelty"]
+LABELLED_COLUMNS = COLUMNS + ["true_label"]
+
+
+def columns(rows: list[dict]) -> list[str]:
+    """COLUMNS, plus true_label when any row's input says its class."""
+    return LABELLED_COLUMNS if any(r.get("true_label") for r in rows) else COLUMNS
 
 
 @dataclass
 class PredictResult:
-    rows: list[dict] = field(default_factory=list)      # path, p_fake, label, model
+    rows: list[dict] = field(default_factory=list)      # COLUMNS + true_label
     skipped: list[dict] = field(default_factory=list)   # path, reason
     n_images: int = 0
     models: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)    # per model: accuracy on the labelled inputs, n, 95% CI
+    warnings: list[str] = field(default_factory=list)   # inputs unlike the training data; one label per folder
+    notes: list[str] = field(default_factory=list)
+    accuracy: dict = field(default_factory=dict)        # model -> {n, n_correct, accuracy, ci_low, ci_high}
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -41,26 +56,6 @@ class PredictResult:
             c = out.setdefault(r["model"], {"real": 0, "fake": 0})
             c[r["label"]] += 1
         return out
-
-
-def collect_inputs(inputs) -> tuple[list[Path], list[dict]]:
-    """Files as given (any extension: a bad one is skipped later), folders recursively (image files only)."""
-    files, missing, seen = [], [], set()
-    for spec in inputs:
-        p = Path(spec)
-        if p.is_dir():
-            found = iter_image_files(p)
-        elif p.is_file():
-            found = [p]
-        else:
-            missing.append({"path": str(p), "reason": "no such file or folder"})
-            continue
-        for f in found:
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                files.append(f)
-    return files, missing
 
 
 def _check_backbone(model: Model, bb) -> None:
@@ -82,10 +77,14 @@ def _backbone_spec(meta: dict, weights: str | None) -> BackboneSpec:
 
 def predict(model, inputs, weights: str | None = None, transform: str = "none", device: str = "auto",
             batch_size: int = 32, workers: int | None = None, runner: Runner | None = None,
-            progress: Callable | None = None) -> PredictResult:
+            progress: Callable | None = None, backbones: dict | None = None) -> PredictResult:
     """Score every image under `inputs` with the model file (or every model in a folder, or loaded `Model`s).
 
+    `inputs`: paths (files, folders, tar shards, lists), or images already in memory (PIL images, arrays,
+    tensors: `inference.memory.collect_images`, named `<image I>` in the rows).
     `progress(done, total)` is called after each batch of each group of models sharing a backbone.
+    `backbones`: a dict the built backbones are kept in and taken from (key: how they were built), so a
+    caller scoring many small inputs (`api.Detector`) builds each backbone once.
     """
     models = load_models(model)
     for m in models:
@@ -93,55 +92,73 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
             raise DeepfakeError(f"Model {m.name} was trained on features written by `deepfake reduce`; it cannot "
                                 "score raw images. Train on the original features with --reducer instead.")
     transform = normalize_transform(transform)
-    files, skipped = collect_inputs(inputs)
-    result = PredictResult(skipped=skipped, models=[m.name for m in models])
-    if not files:
+    items, skipped = collect_images(inputs)
+    result = PredictResult(skipped=list(skipped), models=[m.name for m in models])
+    if not items:
         return result
     groups: dict[str, list[Model]] = {}
     for m in models:  # models that take the same features share one backbone pass
         groups.setdefault(compatibility_key(m.meta), []).append(m)
-    rows_by_path: dict[Path, list[dict]] = {}
-    bad: dict[Path, str] = {}
+    rows_by_item: dict[int, list[dict]] = {}
+    bad: dict[int, str] = {}
     for group in groups.values():
-        _score_group(group, files, rows_by_path, bad, weights=weights, transform=transform, device=device,
-                     batch_size=batch_size, workers=workers, runner=runner, progress=progress)
-    for f in files:  # input order, models in the order given
-        if f in rows_by_path:
-            result.rows.extend(rows_by_path[f])
-        elif f in bad:
-            result.skipped.append({"path": str(f), "reason": bad[f]})
-    result.n_images = len(rows_by_path)
+        _score_group(group, items, rows_by_item, bad, weights=weights, transform=transform, device=device,
+                     batch_size=batch_size, workers=workers, runner=runner, progress=progress, backbones=backbones)
+    for i, it in enumerate(items):  # input order, models in the order given
+        if i in rows_by_item:
+            result.rows.extend(rows_by_item[i])
+        elif i in bad:
+            result.skipped.append({"path": it.rel, "reason": bad[i]})
+    result.n_images = len(rows_by_item)
+    from deepfake_cli.prediction_checks import check
+
+    checks = check(result.rows, inputs, [m.name for m in models if "novelty" not in m.extras])
+    result.summary, result.warnings, result.notes = checks.summary, checks.warnings, checks.notes
+    result.accuracy = checks.accuracy
     return result
 
 
-def _score_group(group: list[Model], files: list[Path], rows_by_path: dict, bad: dict, weights, transform, device,
-                 batch_size, workers, runner, progress) -> None:
-    """Embed `files` once with the group's backbone; add each model's row per readable file."""
+def _score_group(group: list[Model], items: list[ImageItem], rows_by_item: dict, bad: dict, weights, transform,
+                 device, batch_size, workers, runner, progress, backbones=None) -> None:
+    """Embed `items` once with the group's backbone; add each model's row per readable image."""
     meta = group[0].meta
     spec = _backbone_spec(meta, weights)
-    bb = spec.build(resolve_device(device))
+    # a runner that keeps the model elsewhere (Ray actors) needs it here only for checks: build it on the CPU
+    where = "cpu" if getattr(runner, "remote", False) else resolve_device(device)
+    key = repr((spec, str(where)))  # weights may be a dict: key on the text
+    bb = backbones.get(key) if backbones is not None else None
+    if bb is None:
+        bb = spec.build(where)
+        if backbones is not None:
+            backbones[key] = bb
     for m in group:
         _check_backbone(m, bb)
     done = 0
-    for batch in embed(bb, files, transform=transform, seed=int(meta.get("feature_seed") or 0),
+    for batch in embed(bb, items, transform=transform, seed=int(meta.get("feature_seed") or 0),
                        align=(meta.get("preprocessing") or {}).get("align"), batch_size=batch_size, device=device,
                        workers=workers, runner=runner, spec=spec):
         bad.update(batch.skipped)
-        if batch.paths:  # a batch of unreadable files only has nothing to score
+        if batch.indices:  # a batch of unreadable files only has nothing to score
             for m in group:
-                for path, pf in zip(batch.paths, m.p_fake(batch.features).tolist()):
-                    rows_by_path.setdefault(path, []).append(
-                        {"path": str(path), "p_fake": pf, "label": "fake" if pf >= m.threshold else "real",
-                         "model": m.name})
-        done += len(batch.paths) + len(batch.skipped)
+                nov = m.novelty(batch.features)
+                nov = [None] * len(batch.indices) if nov is None else [round(float(v), 4) for v in nov]
+                for i, pf, sc, nv in zip(batch.indices, m.p_fake(batch.features).tolist(),
+                                         m.score(batch.features).tolist(), nov):
+                    rows_by_item.setdefault(i, []).append(
+                        {"path": items[i].rel, "p_fake": pf, "label": "fake" if pf >= m.threshold else "real",
+                         "model": m.name, "threshold": m.threshold, "score": sc, "novelty": nv,
+                         "true_label": LABEL_NAMES[items[i].label] if items[i].label in (0, 1) else ""})
+        done += len(batch.indices) + len(batch.skipped)
         if progress:
-            progress(done, len(files))
+            progress(done, len(items))
 
 
 def to_csv(rows: list[dict]) -> str:
     # repr keeps every digit of p_fake (str() of a numpy float may not)
-    return csv_text(rows, COLUMNS, lambda col, v: repr(float(v)) if col == "p_fake" else ("" if v is None else str(v)))
+    return csv_text(rows, columns(rows), lambda col, v: repr(float(v)) if col in ("p_fake", "score", "threshold")
+                    else ("" if v is None else str(v)))
 
 
 def to_jsonl(rows: list[dict]) -> str:
-    return "".join(to_json({k: r[k] for k in COLUMNS}) + "\n" for r in rows)
+    cols = columns(rows)
+    return "".join(to_json({k: r.get(k) for k in cols}) + "\n" for r in rows)

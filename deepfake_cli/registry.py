@@ -7,7 +7,14 @@ estimator adds to the model-file allowlist, and its capabilities:
 * ``scaled``       a StandardScaler goes in front of it (distance, margin or gradient based classifiers)
 * ``device``       it takes a ``device`` parameter (``cpu``, ``cuda``, ``auto``)
 * ``random_state`` it takes a seed as ``random_state``
-* ``combined``     it needs features of joined backbones (``a+b``); train refuses others
+* ``combined``     it needs features of joined backbones (``a+b``); train refuses others and passes the
+                   members' (name, number of columns) pairs, from the file's metadata, as ``members``
+* ``backbone``     it needs to know the backbone that made its features; train passes the file's
+                   ``{"name", "layers", "weights_id", "members"}`` as ``backbone`` (e.g. to load CLIP's text tower)
+* ``untrained``    it learns nothing from the images (zero-shot); train then also takes files without
+                   labelled images of both classes (the validation part, if it has both, sets the threshold)
+* ``opt_in``       (classifiers) left out of ``all``: it applies only to some features (fusion, zero-shot)
+* ``labels``       (reducers) it uses labels; `reduce` passes them, leaving out the part train holds out
 
 CLI options, study keys, saving and loading all read from here, so adding a classifier or a reducer
 is one new module that registers its entry.
@@ -22,8 +29,10 @@ from typing import Any, Callable, Iterable
 
 from deepfake_cli.errors import DeepfakeError
 
-# parameters the caller supplies from its own options (--seed, --device) when the entry has the capability
-CAPABILITY_PARAMS = {"random_state": "random_state", "device": "device"}
+# parameters the caller supplies when the entry has the capability: from its own options (--seed, --device)
+# or from the feature file's metadata (`features.capability_values`)
+CAPABILITY_PARAMS = {"random_state": "random_state", "device": "device", "combined": "members",
+                     "backbone": "backbone"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,17 @@ class Registry:
                                     f"it takes {_takes([p.name for p in entry.params])}.")
             out[key] = convert(param, value, f"{self.kind} '{name}'")
         return out
+
+
+def capability_params(entry: Entry, supplied: dict) -> dict:
+    """The keyword arguments a stage passes to `entry` for its capabilities: `supplied` maps a capability to
+    its value (or to a function computing it, called only for entries that have the capability)."""
+    out = {}
+    for cap, key in CAPABILITY_PARAMS.items():
+        if cap in entry.capabilities and cap in supplied:
+            value = supplied[cap]
+            out[key] = value() if callable(value) else value
+    return out
 
 
 def import_modules(package: str, path: Iterable[str], first: Iterable[str] = ()) -> None:

@@ -10,7 +10,6 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 
 from deepfake_cli.errors import DeepfakeError
@@ -38,6 +37,8 @@ class Step:
         if self.kind == "blur":
             return img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(*BLUR_SIGMA))))
         if self.kind == "jitter":
+            import torchvision.transforms.functional as TF  # here, not at the top: `--help` stays torch-free
+
             b = rng.uniform(1 - JITTER["brightness"], 1 + JITTER["brightness"])
             c = rng.uniform(1 - JITTER["contrast"], 1 + JITTER["contrast"])
             s = rng.uniform(1 - JITTER["saturation"], 1 + JITTER["saturation"])

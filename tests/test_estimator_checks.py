@@ -8,18 +8,53 @@ from __future__ import annotations
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from deepfake_cli.classifiers import LinearProbe
+from deepfake_cli.classifiers.fusion import FusionClassifier
+from deepfake_cli.classifiers.zero_shot import ZeroShotClassifier
 from deepfake_cli.reducers import AutoencoderReducer, IdentityReducer, PCAReducer
+from deepfake_cli.reducers.prompts import PromptSimilarities
+from deepfake_cli.reducers.search import AutoencoderSearch
 
 ESTIMATORS = [
     LinearProbe(device="cpu"),
+    FusionClassifier(proj_dim=16, epochs=60, device="cpu"),  # members=None: all columns are one member
+    ZeroShotClassifier(),
     IdentityReducer(),
     PCAReducer(dim=2),
     AutoencoderReducer(dim=2, hidden=(8,), epochs=5, batch_size=16, device="cpu"),
+    AutoencoderSearch(trials=2, epoch_choices=(3,), widths=(8,), dims=(2,), device="cpu"),
+    PromptSimilarities(),
+]
+
+# The text-prompt estimators cannot be fitted on the checks' data: `fit` needs the features' CLIP backbone
+# (`backbone`, which train / reduce hand over from the feature file) and loads its text tower from the
+# weights file. Every check that fits them fails for that one reason; their behaviour is tested on a
+# random-weights CLIP in its real checkpoint layout in tests/test_zero_shot.py.
+_NEEDS_CLIP = "fit needs the features' CLIP backbone and its text tower (tests/test_zero_shot.py tests it)"
+_FITTING_CHECKS = [
+    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_dtype_object",
+    "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+    "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged", "check_fit_idempotent",
+    "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d",
+]
+_FITTING_CHECKS_CLASSIFIER = [
+    "check_classifier_data_not_an_array", "check_classifiers_classes", "check_classifiers_train",
+    "check_classifiers_regression_target", "check_supervised_y_2d", "check_decision_proba_consistency",
+    "check_requires_y_none",
+]
+_FITTING_CHECKS_TRANSFORMER = [
+    "check_transformer_data_not_an_array", "check_transformer_general", "check_transformer_preserve_dtypes",
 ]
 
 
 def expected_failures(estimator) -> dict[str, str]:
-    """Checks each estimator is known to fail, with the reason (none at present)."""
+    """Checks each estimator is known to fail, with the reason: only the text-prompt ones, see above."""
+    if isinstance(estimator, ZeroShotClassifier):
+        return dict.fromkeys(_FITTING_CHECKS + _FITTING_CHECKS_CLASSIFIER, _NEEDS_CLIP)
+    if isinstance(estimator, PromptSimilarities):
+        return dict.fromkeys(_FITTING_CHECKS + _FITTING_CHECKS_TRANSFORMER, _NEEDS_CLIP)
     return {}
 
 

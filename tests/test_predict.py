@@ -54,14 +54,22 @@ def test_predict_cli_csv_json_skips_and_summary(trained, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     model = trained["models"] / "lda.model"
-    res = runner.invoke(app, ["predict", str(model), str(folder), str(bad), str(tmp_path / "missing.jpg"),
-                              "--device", "cpu"])
+    res = runner.invoke(app, ["predict", str(model), str(folder), str(bad), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert len(rows) == 12 and set(rows[0]) == {"path", "p_fake", "label", "model"}
+    assert len(rows) == 12 and list(rows[0]) == ["path", "p_fake", "label", "model", "threshold", "score", "novelty",
+                                                 "true_label"]  # the folder has real/ and fake/: true labels
     assert {r["label"] for r in rows} <= {"real", "fake"} and {r["model"] for r in rows} == {"lda"}
-    assert "broken.png" in res.stderr and "missing.jpg" in res.stderr
-    assert "scored 12 image(s)" in res.stderr and "skipped 2" in res.stderr
+    assert "broken.png" in res.stderr
+    assert "scored 12 image(s)" in res.stderr and "skipped 1" in res.stderr
+    # a path that does not exist, or is no image, tar or list, is a one-line error, not a skipped row
+    for wrong in (tmp_path / "missing.jpg", tmp_path / "notes.doc"):
+        if wrong.suffix == ".doc":
+            wrong.write_text("words")
+        res = runner.invoke(app, ["predict", str(model), str(folder), str(wrong), "--device", "cpu"])
+        assert res.exit_code == 2 and res.stdout == "" and "Traceback" not in res.output
+        assert res.stderr.startswith("error:") and wrong.name in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
     by_path = {r["path"]: float(r["p_fake"]) for r in rows}
     for (name, path), p in trained["heldout"].items():
         if name == "lda":
@@ -150,3 +158,22 @@ def test_effnet_round_trip_and_backbone_mismatch(trained, tmp_path):
         evaluate([trained["models"] / "lda.model"], [str(feats)])
     with pytest.raises(DeepfakeError, match="backbone=effnet-lite0 .* has backbone=lowlevel"):
         evaluate([model.path], [str(trained["features"])])
+
+
+def test_predict_on_a_tar_shard_and_a_list_scores_as_on_the_files(trained, tmp_path):
+    from tests.imagegen import write_shard
+
+    files = sorted((trained["biggan"] / "real").iterdir())[:3] + sorted((trained["biggan"] / "fake").iterdir())[:3]
+    tar = tmp_path / "shard.tar"
+    names = write_shard(tar, files, [0, 0, 0, 1, 1, 1])
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{f}\n" for f in files))
+    model = str(trained["models"] / "lda.model")
+    ref = predict(model, [str(f) for f in files], device="cpu")
+    on_tar = predict(model, [str(tar)], device="cpu", batch_size=4)
+    on_list = predict(model, [str(listing)], device="cpu")
+    assert [r["path"] for r in on_tar.rows] == [f"{tar}/{n}" for n in names]  # read in place, never unpacked
+    assert [r["p_fake"] for r in on_tar.rows] == [r["p_fake"] for r in ref.rows]
+    core = ("path", "p_fake", "label", "model")
+    assert [{k: r[k] for k in core} for r in on_list.rows] == [{k: r[k] for k in core} for r in ref.rows]
+    assert not list(tmp_path.glob("*.png")) and on_tar.n_images == 6

@@ -24,9 +24,10 @@ def X():
 
 def test_registry():
     rows = list_reducers()
-    assert [r["name"] for r in rows] == ["none", "pca", "autoencoder"]
+    # the built-ins first; then the other modules' entries (tests/test_ae_search.py, tests/test_zero_shot.py)
+    assert [r["name"] for r in rows] == ["none", "pca", "autoencoder", "prompts", "autoencoder-search"]
     assert [p["name"] for p in rows[2]["params"]] == ["dim", "hidden", "epochs", "lr", "batch_size", "val_fraction",
-                                                      "patience"]
+                                                      "patience", "dropout"]
     assert rows[2]["capabilities"] == ["device", "random_state"] and rows[1]["capabilities"] == ["random_state"]
     with pytest.raises(DeepfakeError, match="Unknown reducer 'tsne'; choose from none, pca, autoencoder"):
         create_reducer("tsne")

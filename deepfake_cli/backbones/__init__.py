@@ -12,19 +12,13 @@ import fnmatch
 import os
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 from ..errors import DeepfakeError
 from ..registry import import_modules
 from .base import (
     _FAMILIES,
     _REGISTRY,
-    Backbone,
     BackboneConfig,
     BackboneFamily,
-    SplitTransform,
     WeightsSource,
     lookup,
     parse_layers,
@@ -52,6 +46,20 @@ __all__ = [
 ]
 
 RANDOM_SEED = 0  # pretrained=False builds the same random weights every time
+
+# The model side (torch) is imported on first use: the registry, `get_config` and `list_backbones()` load
+# no torch, so `deepfake backbones` (and anything that only reads configs) answers at once.
+_LAZY = {"Backbone": "_tower", "TowerBackbone": "_tower", "SplitTransform": "_tower", "make_transform": "_tower",
+         "CombinedBackbone": "_combined", "SplitPreprocess": "_combined", "split_preprocess": "_combined"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 
 def get_config(name: str) -> BackboneConfig:
@@ -161,7 +169,9 @@ def _member_layers(members: list[str], layers: str) -> dict[str, str]:
     return {m: text if (len(members) == 1 or lookup(m).config.num_blocks) else "last" for m in members}
 
 
-def _create_one(name: str, weights, device, layers: str, pretrained: bool) -> Backbone:
+def _create_one(name: str, weights, device, layers: str, pretrained: bool) -> "Backbone":
+    import torch
+
     entry = lookup(name)
     cfg = entry.config
     if cfg.weights is None:
@@ -182,78 +192,13 @@ def _create_one(name: str, weights, device, layers: str, pretrained: bool) -> Ba
     return model.freeze(device)
 
 
-class CombinedBackbone(Backbone):
-    """Several backbones side by side: preprocess gives one tensor per member, forward concatenates."""
-
-    def __init__(self, members: list[Backbone]):
-        super().__init__()
-        self.members = torch.nn.ModuleList(members)
-        self.name = "+".join(m.name for m in members)
-        self.dim = sum(m.dim for m in members)
-        specs = [m.layers for m in members]
-        self.layers = specs[0] if len(set(specs)) == 1 else "+".join(specs)
-        self.weights_id = "+".join(m.weights_id for m in members)
-        self.preprocessing = {
-            "input_size": max(m.preprocessing["input_size"] for m in members),
-            "members": [{"backbone": m.name, **m.preprocessing} for m in members],
-        }
-
-    def preprocess(self, img: Image.Image) -> tuple[torch.Tensor, ...]:
-        return tuple(m.preprocess(img) for m in self.members)
-
-    @torch.no_grad()
-    def forward(self, batch) -> torch.Tensor:
-        if len(batch) != len(self.members):
-            raise DeepfakeError(f"{self.name} expects {len(self.members)} inputs per image, got {len(batch)}.")
-        return torch.cat([m(x) for m, x in zip(self.members, batch)], dim=1)
-
-
-class SplitPreprocess:
-    """A built backbone's `preprocess` in two weight-free halves (see `base.SplitTransform`): `crop(img)`
-    gives uint8 tensor(s) to ship between processes, `normalize(batch)` the float input of `forward`
-    (a tuple, one per member, for a combination). Picklable: it holds only the configs."""
-
-    def __init__(self, parts: list[SplitTransform], combined: bool):
-        self.parts, self.combined = parts, combined
-
-    def crop(self, img: Image.Image):
-        out = tuple(p.crop(img) for p in self.parts)
-        return out if self.combined else out[0]
-
-    def normalize(self, batch):
-        if self.combined:
-            return tuple(p.normalize(x) for p, x in zip(self.parts, batch))
-        return self.parts[0].normalize(batch)
-
-
-def split_preprocess(backbone: Backbone) -> SplitPreprocess | None:
-    """The backbone's preprocessing as `SplitPreprocess`, or None when a backbone preprocesses some other
-    way than `make_transform` of its config (then only its own `preprocess` will do).
-
-    Checked on a small probe image: `normalize(crop(img))` must equal `backbone.preprocess(img)` exactly."""
-    members = list(backbone.members) if isinstance(backbone, CombinedBackbone) else [backbone]
-    configs = [getattr(m, "config", None) for m in members]
-    if not all(isinstance(c, BackboneConfig) for c in configs):
-        return None
-    split = SplitPreprocess([SplitTransform(c) for c in configs], isinstance(backbone, CombinedBackbone))
-    probe = Image.fromarray(((np.arange(37 * 53 * 3, dtype=np.int64) * 7919) % 251).astype(np.uint8)
-                            .reshape(37, 53, 3), "RGB")
-    want = backbone.preprocess(probe)
-    got = split.crop(probe)
-    got = split.normalize(tuple(g[None] for g in got) if split.combined else got[None])
-    want = want if split.combined else (want,)
-    got = got if split.combined else (got,)
-    same = all(w.shape == g[0].shape and torch.equal(w, g[0]) for w, g in zip(want, got))
-    return split if same else None
-
-
 def create_backbone(
     name: str,
     weights: str | os.PathLike | dict | None = None,
-    device: str | torch.device = "cpu",
+    device: "str | torch.device" = "cpu",
     layers: str = "last",
     pretrained: bool = True,
-) -> Backbone:
+) -> "Backbone":
     """Build a frozen backbone (eval, no grad, on `device`); "a+b" concatenates members' features.
 
     `name`: a registered name, "open_clip:ARCH/TAG" or "timm:NAME[.TAG]" (the built backbone's `name`
@@ -277,4 +222,8 @@ def create_backbone(
     for m in members:  # a bad spec fails before any model is built
         parse_layers(specs[m], get_config(m))
     built = [_create_one(m, per_member[m], device, specs[m], pretrained) for m in members]
-    return built[0] if len(built) == 1 else CombinedBackbone(built).freeze(device)
+    if len(built) == 1:
+        return built[0]
+    from ._combined import CombinedBackbone
+
+    return CombinedBackbone(built).freeze(device)

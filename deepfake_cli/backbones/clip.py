@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import BackboneConfig, TowerBackbone, WeightsSource, register_backbone
+from .base import BackboneConfig, WeightsSource, register_backbone
 from .openclip_models import build_tower
+from .text import register_text_tower
 
 _OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/"
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -65,11 +66,16 @@ CLIP_VIT_L14 = BackboneConfig(
 )
 
 
+# whole-CLIP checkpoints: the text tower (zero-shot, prompt similarities) loads from the same file
+register_text_tower(CLIP_VIT_B16.name, "ViT-B-16", "openai")
+register_text_tower(CLIP_VIT_L14.name, "ViT-L-14", "openai")
+
+
 @register_backbone(CLIP_VIT_B16)
-def build_clip_vit_b16(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_clip_vit_b16(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     return build_tower(config, weights_path, layers, "ViT-B-16", "openai")
 
 
 @register_backbone(CLIP_VIT_L14)
-def build_clip_vit_l14(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_clip_vit_l14(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     return build_tower(config, weights_path, layers, "ViT-L-14", "openai")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
-from .base import BackboneConfig, TowerBackbone, WeightsSource, pool_nchw, pool_patch_tokens, register_backbone
+from .base import BackboneConfig, WeightsSource, register_backbone
 from .timm_models import build_model
 from .weights import load_into, read_state_dict, strip_prefixes
 
@@ -79,7 +77,7 @@ def _call(model, x):
     return model(x)
 
 
-def _load(model: nn.Module, config: BackboneConfig, weights_path: Path) -> None:
+def _load(model: "nn.Module", config: BackboneConfig, weights_path: Path) -> None:
     sd = strip_prefixes(read_state_dict(weights_path, config.name), _WRAPPERS)
     # the projection head / classifier is not part of the backbone
     sd = {k: v for k, v in sd.items() if not k.startswith(("head.", "fc."))}
@@ -87,8 +85,10 @@ def _load(model: nn.Module, config: BackboneConfig, weights_path: Path) -> None:
 
 
 @register_backbone(DINO_VIT_B16)
-def build_dino_vit_b16(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_dino_vit_b16(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     import timm
+
+    from ._tower import TowerBackbone, pool_patch_tokens
 
     # DINO's checkpoint uses timm's ViT key names; num_classes=0 drops the head, CLS pooling is timm's default
     model = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0, global_pool="token")
@@ -100,8 +100,11 @@ def build_dino_vit_b16(config: BackboneConfig, weights_path: Path | None, layers
 
 
 @register_backbone(DINO_RESNET50)
-def build_dino_resnet50(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_dino_resnet50(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
+    from torch import nn
     from torchvision.models import resnet50
+
+    from ._tower import TowerBackbone, pool_nchw
 
     model = resnet50(weights=None)
     model.fc = nn.Identity()
@@ -113,6 +116,6 @@ def build_dino_resnet50(config: BackboneConfig, weights_path: Path | None, layer
 
 
 @register_backbone(DINOV2_VIT_B14)
-def build_dinov2_vit_b14(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_dinov2_vit_b14(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     # Meta's original .pth and timm's hub file both load: timm's checkpoint filter converts the former
     return build_model(config, weights_path, layers, "vit_base_patch14_dinov2.lvd142m")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .base import BackboneConfig, TowerBackbone, WeightsSource, pool_nchw, register_backbone
+from .base import BackboneConfig, WeightsSource, register_backbone
 from .weights import load_into, read_state_dict, strip_prefixes
 
 EFFNET_LITE0 = BackboneConfig(
@@ -31,14 +29,18 @@ EFFNET_LITE0 = BackboneConfig(
 )
 
 
-def _embed(model, x: torch.Tensor) -> torch.Tensor:
+def _embed(model, x: "torch.Tensor") -> "torch.Tensor":
+    from ._tower import pool_nchw
+
     # extract_features ends with the 1x1 head conv + BN + ReLU6: (B, 1280, 7, 7)
     return pool_nchw(model.extract_features(x))
 
 
 @register_backbone(EFFNET_LITE0)
-def build_effnet_lite0(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+def build_effnet_lite0(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     from efficientnet_lite_pytorch import EfficientNet
+
+    from ._tower import TowerBackbone, pool_nchw
 
     # from_name + our own load: from_pretrained prints and would accept partial state dicts
     model = EfficientNet.from_name("efficientnet-lite0")

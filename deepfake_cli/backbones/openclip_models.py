@@ -2,8 +2,8 @@
 
 Everything comes from open_clip's own configs: the architecture from its model config, the
 preprocessing (mean, std, interpolation, resize mode) and the weights' location from the pretrained
-config of the tag, the image size from the built tower. Only the image tower is built: the text tower
-would double the build time for nothing. `build_tower` is also what the registered CLIP names use.
+config of the tag, the image size from the built tower. Only the image tower is built here: the text
+tower would double the build time for nothing (text.py builds it when prompts need it). `build_tower` is also what the registered CLIP names use.
 """
 
 from __future__ import annotations
@@ -12,22 +12,8 @@ import copy
 import os
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..errors import DeepfakeError
-from .base import (
-    BackboneConfig,
-    BackboneFamily,
-    CatalogRow,
-    TowerBackbone,
-    WeightsSource,
-    default_early,
-    pool_any,
-    pool_nchw,
-    pool_patch_tokens,
-    register_family,
-)
+from .base import BackboneConfig, BackboneFamily, CatalogRow, WeightsSource, default_early, register_family
 from .weights import env_var_for, load_into, read_state_dict, strip_prefixes
 
 PREFIX = "open_clip:"
@@ -93,7 +79,7 @@ def weights_source(name: str, arch: str, tag: str) -> WeightsSource:
                          hf_repo=repo or None, hf_files=hf_files, remote_name=remote)
 
 
-def _build_visual(arch: str, tag: str) -> nn.Module:
+def _build_visual(arch: str, tag: str) -> "nn.Module":
     from open_clip.model import _build_vision_tower
 
     mcfg = _model_cfg(arch)
@@ -102,12 +88,14 @@ def _build_visual(arch: str, tag: str) -> nn.Module:
     return _build_vision_tower(mcfg["embed_dim"], vision_cfg, quick_gelu=quick_gelu(arch, tag))
 
 
-def _blocks(visual: nn.Module) -> tuple[list[nn.Module], list[int], list, str]:
+def _blocks(visual: "nn.Module") -> "tuple[list[nn.Module], list[int], list, str]":
     """The tower's intermediate blocks, their widths, how to pool each and how that is described
     (none where the tower has no stack we know)."""
     from open_clip.modified_resnet import ModifiedResNet
     from open_clip.timm_model import TimmModel
     from open_clip.transformer import VisionTransformer
+
+    from ._tower import pool_nchw, pool_patch_tokens
 
     if isinstance(visual, VisionTransformer):
         blocks = list(visual.transformer.resblocks)
@@ -126,7 +114,7 @@ def _blocks(visual: nn.Module) -> tuple[list[nn.Module], list[int], list, str]:
     return [], [], [], ""
 
 
-def _image_size(visual: nn.Module, arch: str) -> int:
+def _image_size(visual: "nn.Module", arch: str) -> int:
     size = getattr(visual, "image_size", None) or _model_cfg(arch)["vision_cfg"].get("image_size", 224)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     if h != w:
@@ -136,6 +124,8 @@ def _image_size(visual: nn.Module, arch: str) -> int:
 
 def make_config(name: str, arch: str, tag: str) -> BackboneConfig:
     """The config open_clip's files imply, from a tower built on the meta device (no memory, no init)."""
+    import torch
+
     with torch.device("meta"):
         visual = _build_visual(arch, tag)
     _, dims, _, block_pooling = _blocks(visual)
@@ -166,8 +156,10 @@ def _embed(model, x):
     return model(x)
 
 
-def build_tower(config: BackboneConfig, weights_path: Path | None, layers: str, arch: str, tag: str) -> TowerBackbone:
+def build_tower(config: BackboneConfig, weights_path: Path | None, layers: str, arch: str, tag: str) -> "TowerBackbone":
     """The image tower of open_clip `arch` (with the activation `tag` was trained with), weights loaded."""
+    from ._tower import TowerBackbone
+
     visual = _build_visual(arch, tag)
     if weights_path is not None:
         sd = strip_prefixes(read_state_dict(weights_path, config.name), ("module.",))
@@ -182,7 +174,7 @@ def _resolve(spec: str):
     arch, tag = split_spec(spec)
     name = f"{PREFIX}{arch}/{tag}"
 
-    def build(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+    def build(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
         return build_tower(config, weights_path, layers, arch, tag)
 
     return make_config(name, arch, tag), build

@@ -16,20 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..errors import DeepfakeError
-from .base import (
-    BackboneConfig,
-    BackboneFamily,
-    CatalogRow,
-    TowerBackbone,
-    WeightsSource,
-    default_early,
-    pool_any,
-    register_family,
-)
+from .base import BackboneConfig, BackboneFamily, CatalogRow, WeightsSource, default_early, register_family
 from .weights import env_var_for, load_into, read_state_dict, strip_prefixes
 
 PREFIX = "timm:"
@@ -90,15 +78,17 @@ def weights_source(name: str, model_name: str) -> WeightsSource:
                          hf_repo=repo or None, hf_files=hf_files, remote_name=remote)
 
 
-def _create(model_name: str) -> nn.Module:
+def _create(model_name: str) -> "nn.Module":
     import timm
 
     # num_classes=0: the output is the pooled pre-logits features; pretrained=False: we load weights
     return timm.create_model(model_name, pretrained=False, num_classes=0)
 
 
-def feature_blocks(model: nn.Module) -> tuple[list[nn.Module], list[int], list]:
+def feature_blocks(model: "nn.Module") -> "tuple[list[nn.Module], list[int], list]":
     """A timm model's intermediate blocks as its `feature_info` names them, their widths and poolings."""
+    from ._tower import pool_any
+
     info = getattr(model, "feature_info", None)
     info = getattr(info, "info", info)  # a FeatureInfo object or the plain list of dicts
     if not info:
@@ -112,7 +102,9 @@ def feature_blocks(model: nn.Module) -> tuple[list[nn.Module], list[int], list]:
     return blocks, dims, [pool_any(d, prefix) for d in dims]
 
 
-def _output_dim(model: nn.Module, size: int) -> int:
+def _output_dim(model: "nn.Module", size: int) -> int:
+    import torch
+
     try:  # the meta device runs the forward for shapes only: the truth, whatever the head does
         return int(model(torch.empty(1, 3, size, size, device="meta")).shape[-1])
     except Exception:  # noqa: BLE001 - an op without a meta kernel: fall back to what timm declares
@@ -121,6 +113,7 @@ def _output_dim(model: nn.Module, size: int) -> int:
 
 def make_config(name: str, model_name: str) -> BackboneConfig:
     """The config timm's files imply, from a model built on the meta device (no memory, no init)."""
+    import torch
     from timm.data import resolve_model_data_config
 
     with torch.device("meta"):
@@ -152,7 +145,7 @@ def make_config(name: str, model_name: str) -> BackboneConfig:
     )
 
 
-def load_timm_weights(model: nn.Module, model_name: str, path: Path, name: str) -> None:
+def load_timm_weights(model: "nn.Module", model_name: str, path: Path, name: str) -> None:
     """Load a weights file the way timm would: its own state dict or the original release (e.g. Meta's
     DINOv2 .pth, Google's ViT .npz), converted by the model's checkpoint filter; the classifier is dropped."""
     if path.suffix == ".npz" and hasattr(model, "load_pretrained"):  # big_vision / JAX releases
@@ -180,7 +173,9 @@ def _call(model, x):
     return model(x)
 
 
-def build_model(config: BackboneConfig, weights_path: Path | None, layers: str, model_name: str) -> TowerBackbone:
+def build_model(config: BackboneConfig, weights_path: Path | None, layers: str, model_name: str) -> "TowerBackbone":
+    from ._tower import TowerBackbone
+
     model = _create(model_name)
     if weights_path is not None:
         load_timm_weights(model, model_name, weights_path, config.name)
@@ -191,7 +186,7 @@ def build_model(config: BackboneConfig, weights_path: Path | None, layers: str, 
 def _resolve(spec: str):
     model_name = canonical_model_name(spec)
 
-    def build(config: BackboneConfig, weights_path: Path | None, layers: str) -> TowerBackbone:
+    def build(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
         return build_model(config, weights_path, layers, model_name)
 
     return make_config(PREFIX + model_name, model_name), build

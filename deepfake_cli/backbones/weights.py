@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import socket
 import warnings
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
-
-import torch
-from torch import nn
 
 from ..errors import DeepfakeError, WeightsMissingError
 from .base import BackboneConfig, WeightsSource
@@ -67,7 +65,15 @@ def _xdg_cache() -> Path:
 
 
 def torch_hub_checkpoints() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch hub's checkpoints folder, computed as `torch.hub.get_dir()` does (TORCH_HOME, else
+    XDG_CACHE_HOME/torch, else ~/.cache/torch) so that finding weights loads no torch; once torch is
+    loaded, its own answer (which honours `torch.hub.set_dir`)."""
+    if "torch" in sys.modules:
+        import torch
+
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "torch")
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def _package_file(src: WeightsSource) -> Path | None:
@@ -170,6 +176,8 @@ def _download(config: BackboneConfig) -> Path:
         raise _missing(config, f"download from {src.hf_repo} failed: {last}")
     if not _reachable(src.url):
         raise _missing(config, "not in the local cache and the download site is unreachable")
+    import torch
+
     dst = torch_hub_checkpoints() / src.file_name
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -205,6 +213,8 @@ def read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
 
     Never unpickles arbitrary objects (weights_only); a file we cannot read raises DeepfakeError.
     """
+    import torch
+
     path = Path(path)
     try:
         with open(path, "rb") as fh:

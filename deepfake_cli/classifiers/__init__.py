@@ -5,7 +5,7 @@ this package registers its entries with `register_classifier(Entry(...))` when i
 imports all of its modules (in name order, which is also the order of `all`), so adding a classifier is
 one new file here. An entry declares its hyper-parameters, the skops types its fitted estimator adds to
 the model-file allowlist, and its capabilities (`scaled`: train puts a StandardScaler in front;
-`device`; `random_state`; see `deepfake_cli.registry`).
+`device`; `random_state`; `opt_in`: left out of `all`; see `deepfake_cli.registry`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def parse_classifier_names(spec: str) -> list[str]:
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise DeepfakeError("No classifier given; use --classifier NAME[,NAME...] or 'all'.")
-    if "all" in names:
-        return classifier_names()
+    if "all" in names:  # every classifier but the opt-in ones, which apply only to some features
+        return [e.name for e in CLASSIFIERS.entries() if "opt_in" not in e.capabilities]
     unknown = [n for n in names if n not in CLASSIFIERS]
     if unknown:
         raise DeepfakeError(f"Unknown classifier {', '.join(map(repr, unknown))}; "

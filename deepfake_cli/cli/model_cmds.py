@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deepfake_cli.cli.common import console, err_console
+from deepfake_cli.cli.common import QUIET, console, echo, err_console, print_json, safe
+from deepfake_cli.cli.extract_cmds import GPUS_PER_WORKER_HELP, MODEL_WORKERS_HELP, RAY_ADDRESS_HELP
 from deepfake_cli.errors import DeepfakeError
 
 
@@ -46,22 +47,57 @@ def reduce_cmd(
     seed: Annotated[int, typer.Option(help="Seed, for reducers that take one.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda, for reducers that take a device.")] = "auto",
     write_features: Annotated[Optional[Path], typer.Option(help="Also write the reduced features as a new HDF5 file.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs that are not a reducer / feature file "
+                                            "(never a file this command reads).")] = False,
+    search: Annotated[bool, typer.Option("--search", help="Random search over the method's hyper-parameters "
+                                         "(the `METHOD-search` reducer, e.g. autoencoder-search); keeps the best "
+                                         "trial and writes every trial as CSV.")] = False,
+    trials: Annotated[Optional[int], typer.Option(help="With --search: number of trials (--param trials=N).")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="With --search: start no trial after this many "
+                                                         "seconds (--param time_budget=S).")] = None,
+    score: Annotated[Optional[str], typer.Option(help="With --search: reconstruction (validation reconstruction "
+                                                 "error, default) or accuracy (validation accuracy of LDA on the "
+                                                 "codes; uses the labels).")] = None,
+    trials_out: Annotated[Optional[Path], typer.Option(help="With --search: the trials CSV (default: --out with "
+                                                       ".trials.csv).")] = None,
+    test_size: Annotated[float, typer.Option(help="For reducers that use labels (--score accuracy): leave out the "
+                                             "part `train --test-size` (same --seed) holds out.")] = 0.2,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead.")] = False,
 ) -> None:
-    """Fit a dimensionality reducer on a feature file (unsupervised: labels are not used)."""
-    from deepfake_cli.reduce import reduce
-    from deepfake_cli.reducers import REDUCERS
+    """Fit a dimensionality reducer on a feature file (unsupervised: labels are not used, except by --search
+    --score accuracy)."""
+    from deepfake_cli import api
 
-    # the convenience options are plain hyper-parameters: the chosen reducer's entry types and checks them
-    given = {"dim": dim, "variance": variance, "hidden": hidden, "epochs": epochs, "lr": lr}
-    pairs = [f"{k}={v}" for k, v in given.items() if v is not None] + list(param or [])
-    s = reduce(str(features), method, str(out), params=REDUCERS.parse_params(method, pairs), seed=seed,
-               device=device, datasets=_split(datasets), write_features=str(write_features) if write_features else None)
+    s = api.reduce(features, method=method, out=out, dim=dim, variance=variance, hidden=hidden, epochs=epochs, lr=lr,
+                   param=list(param or []), datasets=datasets, seed=seed, device=device, write_features=write_features,
+                   search=search, trials=trials, time_budget=time_budget, score=score, trials_out=trials_out,
+                   test_size=test_size, overwrite=overwrite)
+    if json_out:
+        print_json(s)
+        return
+    if s.trials:
+        _print_trials(s.trials, s.meta["search"]["score"])
     extra = f", explained variance {s.explained_variance:.4f}" if s.explained_variance is not None else ""
     if "epochs_run" in s.meta:
         extra += f", {s.meta['epochs_run']} epochs"
+    if "search" in s.meta:
+        extra += f", best of {s.meta['search']['trials_run']} trials: #{s.meta['search']['best_trial']}"
     console.print(f"{s.method}: {s.input_dim} -> {s.output_dim} dimensions, fitted on {s.n_fit} images; "
                   f"reconstruction MSE {s.reconstruction['mse']:.6g} (relative {s.reconstruction['relative']:.4f}){extra}; "
-                  f"wrote {s.out}" + (f" and {s.features_out}" if s.features_out else ""), highlight=False)
+                  f"wrote {s.out}" + (f" and {s.features_out}" if s.features_out else "")
+                  + (f" and {s.trials_out}" if s.trials_out else ""), highlight=False, markup=False)
+
+
+def _print_trials(trials: list[dict], score: str) -> None:
+    t = Table(title=f"search trials (score: {score}; * = kept)")
+    for col in ("trial", "dim", "hidden", "dropout", "lr", "epochs", "run", "val rel. MSE", "val acc", "s"):
+        t.add_column(col, justify="right")
+    for r in trials:
+        t.add_row(f"{r['trial']}{'*' if r.get('best') else ''}", str(r["dim"]),
+                  ",".join(str(h) for h in r["hidden"]), f"{r['dropout']:g}", f"{r['lr']:.2e}", str(r["epochs"]),
+                  str(r["epochs_run"]), _f(r["val_relative_mse"]), _f(r["val_accuracy"]), f"{r['seconds']:.1f}")
+    console.print(t)
 
 
 def train_cmd(
@@ -78,19 +114,28 @@ def train_cmd(
     param: Annotated[Optional[list[str]], typer.Option("--param", help="A classifier hyper-parameter, KEY=VALUE for "
                                                        "every chosen classifier that takes KEY, or NAME.KEY=VALUE "
                                                        "for one (repeatable; see `deepfake classifiers`).")] = None,
+    calibration: Annotated[str, typer.Option(help="How p_fake is calibrated on the validation part: sigmoid (Platt "
+                                                  "scaling), isotonic (for hundreds of validation images per class) or "
+                                                  "none (the classifier's own probability).")] = "sigmoid",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file that is not a model file "
+                                            "(never a file this command reads).")] = False,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per trained model instead of "
+                                                          "the table.")] = False,
 ) -> None:
     """Train classifiers on features; hold out a seeded, stratified test part of each dataset for `eval`."""
-    from deepfake_cli.classifiers import parse_classifier_names, parse_classifier_params
-    from deepfake_cli.train import train
+    from deepfake_cli import api
 
     def progress(name):
-        err_console.print(f"training {name} ...", highlight=False)
+        err_console.print(f"training {name} ...", highlight=False, markup=False)
 
-    names = parse_classifier_names(classifier)
-    results = train(str(features), names, str(out), reducer=str(reducer) if reducer else None,
-                    datasets=_split(datasets), test_size=test_size, val_size=val_size, seed=seed, device=device,
-                    progress=progress, params=parse_classifier_params(names, list(param or [])))
-    t = Table(title=f"trained on {features}")
+    results = api.train(features, classifier=classifier, out=out, reducer=reducer, datasets=datasets,
+                        test_size=test_size, val_size=val_size, seed=seed, device=device, param=list(param or []),
+                        calibration=calibration, overwrite=overwrite, progress=False if quiet or json_out else progress)
+    if json_out:
+        print_json(results)
+        return
+    t = Table(title=f"trained on {safe(features)}")
     for col in ("classifier", "fit", "val", "test", "thresh", "val bal.acc", "val AUC", "s", "model"):
         t.add_column(col, overflow="fold")
     for r in results:
@@ -99,8 +144,10 @@ def train_cmd(
                   _f(v.get("balanced_accuracy")), _f(v.get("roc_auc")), f"{r.seconds:.1f}", escape(str(r.path)))
     console.print(t)
     for r in results:
-        for note in r.warnings:
-            err_console.print(f"[yellow]note[/] {r.classifier}: {note}", highlight=False)
+        for note in r.warnings if not quiet else ():
+            err_console.print(f"[yellow]note[/] {safe(r.classifier)}: {safe(note)}", highlight=False)
+    for warning in (results[0].sample_warnings if results else []):  # the split's, the same for every model
+        err_console.print(f"[yellow]warning[/]: {safe(warning)}", highlight=False)
 
 
 def _f(v) -> str:
@@ -134,27 +181,31 @@ def eval_cmd(
     features: Annotated[list[Path], typer.Option("--features", "-f", help="Feature file(s) to score on: "
                                                  "`--features A.h5 B.h5` or `-f A.h5 -f B.h5`.")] = ...,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for eval.csv, eval.json, eval.md, eval_images.csv.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace files of those names in --out that eval did not write "
+                                            "(never a file this command reads).")] = False,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON instead of the tables.")] = False,
 ) -> None:
     """Score models within-dataset (their held-out images) and cross-dataset (all images of other datasets)."""
-    from deepfake_cli.evaluate import evaluate, matrix, write_outputs
+    from deepfake_cli import api
 
     # `--features A.h5 B.h5` (the documented shape) leaves B.h5 among the positional models: an
     # HDF5 file is never a model (those are skops zip archives), so it goes back to the features.
     models, features = _split_feature_files(models, list(features))
-    per_image: list = []
-    notes: list = []
-    rows = evaluate([str(m) for m in models], [str(f) for f in features], per_image=per_image, notes=notes)
-    for note in notes:
-        err_console.print(f"[yellow]note[/]: {note}", highlight=False)
-    if not rows:
+    ev = api.evaluate(models, features=features, out=out, overwrite=overwrite)
+    for note in ev.notes if not quiet else ():
+        err_console.print(f"[yellow]note[/]: {safe(note)}", highlight=False)
+    if not ev.rows:
         err_console.print("[yellow]nothing to score[/]: none of the models' held-out images or other datasets "
                           "are in these feature files.")
         raise typer.Exit(1)
-    console.print(_eval_table(rows))
-    console.print(_accuracy_matrix(*matrix(rows)))
-    if out:
-        written = write_outputs(rows, str(out), per_image=per_image)
-        console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    if json_out:
+        print_json(ev.rows)
+    else:
+        console.print(_eval_table(ev.rows))
+        console.print(_accuracy_matrix(*ev.matrix()))
+    if ev.written and not json_out:
+        console.print("wrote " + ", ".join(str(p) for p in ev.written), highlight=False, markup=False)
 
 
 def _eval_table(rows: list[dict]) -> Table:
@@ -177,7 +228,11 @@ def _eval_table(rows: list[dict]) -> Table:
 
 
 def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
-    m = Table(title=escape("accuracy: rows = model [training datasets], columns = test dataset (* = within-dataset)"))
+    from deepfake_cli.evaluate import matrix_title, mixed_sizes
+
+    # cells of different sizes (8 held-out images beside 40 of another dataset) each show their n
+    with_n = mixed_sizes(cells_by_key)
+    m = Table(title=escape(f"accuracy ({matrix_title(cells_by_key)})"))
     m.add_column(escape("model [trained on]"))
     for c in ck:
         m.add_column(escape(c), justify="right")
@@ -185,68 +240,92 @@ def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
         vals = []
         for c in ck:
             r = cells_by_key.get((k, c))
-            vals.append("" if r is None else _f(r["accuracy"]) + ("*" if r["kind"] == "within" else ""))
+            vals.append("" if r is None else _f(r["accuracy"]) + ("*" if r["kind"] == "within" else "")
+                        + (f" (n={r['n']})" if with_n else ""))
         m.add_row(escape(k), *vals)
     return m
 
 
 def predict_cmd(
     model: Annotated[Path, typer.Argument(help="Model file (or a folder of *.model files: each scores every image).")],
-    paths: Annotated[list[Path], typer.Argument(help="Image files and folders (searched recursively).")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files, folders (searched recursively), .tar shards or folders "
+                                                "of them, and .txt/.csv lists of image paths.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV.")] = False,
     weights: Annotated[Optional[str], typer.Option(help="Backbone weights file (must be the ones the model was trained with).")] = None,
     transform: Annotated[str, typer.Option(help="Test-time transform before the backbone (default none, whatever "
                                                 "the model was trained with).")] = "none",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Reader processes: DataLoader workers (local engine) or read tasks at a "
+                                              "time (ray engine); -1: choose from the CPU count.")] = -1,
+    engine: Annotated[str, typer.Option(help="Where reading and the model run: local | ray (see `deepfake extract "
+                                             "--help`).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help=RAY_ADDRESS_HELP)] = None,
+    model_workers: Annotated[Optional[int], typer.Option(help=MODEL_WORKERS_HELP)] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_PER_WORKER_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file that is not a predictions file "
+                                            "(never a file this command reads).")] = False,
 ) -> None:
-    """Score image files: one row per image with path, p_fake, label (real|fake) and model."""
+    """Score image files: one row per image with path, p_fake (calibrated), label (real|fake), model, threshold,
+    score (uncalibrated), novelty (> 1: unlike the training data) and, for labelled folders, true_label."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from deepfake_cli.fileio import atomic_write_text
-    from deepfake_cli.predict import predict, to_csv, to_jsonl
+    from deepfake_cli import api
+    from deepfake_cli.predict import to_csv, to_jsonl
 
     # a live bar only on a terminal: piped or captured stderr stays the summary lines alone
     bar = Progress(TextColumn("[bold]predict[/]"), BarColumn(), MofNCompleteColumn(), console=err_console,
                    transient=True, disable=not err_console.is_terminal)
     task = bar.add_task("predict", total=None)
     with bar:
-        res = predict(str(model), [str(p) for p in paths], weights=weights, transform=transform, device=device,
-                      batch_size=batch_size, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    text = to_jsonl(res.rows) if json_lines else to_csv(res.rows)
-    if out:
-        atomic_write_text(out, text)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        res = api.predict(model, paths, out=out, json_lines=json_lines, weights=weights, transform=transform,
+                          device=device, batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
+                          model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if not out:
+        echo(to_jsonl(res.rows) if json_lines else to_csv(res.rows))
     for s in res.skipped:
-        err_console.print(f"[yellow]skipped[/] {s['path']}: {s['reason']}", highlight=False)
+        err_console.print(f"[yellow]skipped[/] {safe(s['path'])}: {safe(s['reason'])}", highlight=False)
     counts = "; ".join(f"{m}: {c['fake']} fake, {c['real']} real" for m, c in res.counts().items())
     err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
-                      + f", skipped {len(res.skipped)}" + (f"; wrote {out}" if out else ""), highlight=False)
+                      + f", skipped {len(res.skipped)}" + (f"; wrote {out}" if out else ""), highlight=False, markup=False)
+    for w in res.warnings:  # inputs unlike the training data; one label for a whole folder
+        err_console.print(f"[yellow]warning[/] {safe(w)}", highlight=False)
+    for note in res.notes:
+        err_console.print(f"[yellow]note[/] {safe(note)}", highlight=False)
+    for line in res.summary:  # closing lines: accuracy on the inputs whose folders say their class
+        err_console.print(line, highlight=False, markup=False)
 
 
-def classifiers_cmd() -> None:
+def classifiers_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the classifiers `train --classifier` takes, with their hyper-parameters (`train --param`)."""
-    from deepfake_cli.classifiers import list_classifiers
+    from deepfake_cli import api
 
+    rows = api.list_classifiers()
+    if json_out:
+        print_json(rows)
+        return
     t = Table(title="classifiers (train --classifier NAME[,NAME...] or all; --param KEY=VALUE)")
     for col in ("name", "scaled", "description", "hyper-parameters (default)"):
         t.add_column(col, overflow="fold")
-    for c in list_classifiers():
+    for c in rows:
         t.add_row(escape(c["name"]), "yes" if c["scaled"] else "", escape(_with_caps(c)), _params_text(c["params"]))
     console.print(t)
 
 
-def reducers_cmd() -> None:
+def reducers_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List the reducers `reduce --method` takes, with their hyper-parameters (`reduce --param`)."""
-    from deepfake_cli.reducers import list_reducers
+    from deepfake_cli import api
 
+    rows = api.list_reducers()
+    if json_out:
+        print_json(rows)
+        return
     t = Table(title="reducers (reduce --method NAME; --param KEY=VALUE)")
     for col in ("name", "description", "hyper-parameters (default)"):
         t.add_column(col, overflow="fold")
-    for r in list_reducers():
+    for r in rows:
         t.add_row(escape(r["name"]), escape(_with_caps(r)), _params_text(r["params"]))
     console.print(t)
 

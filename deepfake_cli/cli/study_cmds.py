@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from deepfake_cli.cli.common import console, err_console
-from deepfake_cli.study.progress import StudyProgress
+from deepfake_cli.cli.common import QUIET, console, echo, err_console, print_json
+from deepfake_cli.cli.extract_cmds import SOURCES_HELP
 
 
 def audit_cmd(
     datasets: Annotated[list[str], typer.Argument(
         metavar="[NAME=]PATH...",
-        help="Datasets: folders with real/ and fake/ (or 0_real/ and 1_fake/) below them, optionally named NAME=PATH.")],
+        help=f"Datasets, optionally named NAME=PATH: {SOURCES_HELP}")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per dataset, one per line.")] = False,
     align: Annotated[Optional[str], typer.Option(
         "--align", metavar="SIZE:QUALITY",
@@ -29,19 +30,19 @@ def audit_cmd(
     is FLAGGED when the 95% Wilson lower bound of its accuracy exceeds max(0.6, chance + 0.1):
     a detector trained on it can score high without learning anything about generation.
     """
-    from deepfake_cli.audit import audit
+    from deepfake_cli import api
     from deepfake_cli.fileio import to_json
 
-    results = audit(datasets, seed=seed, folds=folds, align=align)
+    results = api.audit(datasets, align=align, folds=folds, seed=seed)
     if json_out:
         for r in results:
-            typer.echo(to_json(r.to_dict()))
+            echo(to_json(r.to_dict()) + "\n")
         return
     console.print(_audit_table(results, align, top))
     for r in results:
         if r.skipped:
-            err_console.print(f"[yellow]{r.dataset}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
-                              f"{r.skipped[0]['path']}: {r.skipped[0]['reason']}", highlight=False)
+            err_console.print(f"[yellow]{escape(r.dataset)}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
+                              f"{escape(r.skipped[0]['path'])}: {escape(r.skipped[0]['reason'])}", highlight=False)
         if r.flagged:
             console.print(_shortcut_warning(r))
     console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
@@ -67,7 +68,7 @@ def _audit_table(results, align: str | None, top: int):
         above = [c for c in r.cues[:top] if c["accuracy"] > r.chance + 0.02]
         cues = "\n".join(f"{c['cue']} {c['accuracy']:.2f}" for c in above) or "[dim]none above chance[/]"
         verdict = "[bold red]FLAGGED[/]" if r.flagged else "[green]ok[/]"
-        table.add_row(r.dataset, f"{r.n_real}/{r.n_fake}", format_accuracy(r.metadata_accuracy, r.n, r.ci_low, r.ci_high),
+        table.add_row(escape(r.dataset), f"{r.n_real}/{r.n_fake}", format_accuracy(r.metadata_accuracy, r.n, r.ci_low, r.ci_high),
                       f"{r.chance:.2f}", cues, verdict)
     return table
 
@@ -79,10 +80,10 @@ def _shortcut_warning(r):
     sizes = ", ".join(f"{cls}: " + ", ".join(r.sizes[cls]) for cls in ("real", "fake"))
     best = r.cues[0]
     return Panel(
-        f"[bold]{r.dataset}[/]: real and fake can be told apart from file metadata alone with accuracy "
+        f"[bold]{escape(r.dataset)}[/]: real and fake can be told apart from file metadata alone with accuracy "
         f"{r.metadata_accuracy:.3f} (95% CI {r.ci_low:.3f}-{r.ci_high:.3f}, n={r.n}, chance {r.chance:.2f}).\n"
         f"Strongest single cue: {best['cue']} ({best['feature']}), accuracy {best['accuracy']:.3f}.\n"
-        f"Formats: {fmts}.\nMost common sizes: {sizes}.\n"
+        f"Formats: {escape(fmts)}.\nMost common sizes: {escape(sizes)}.\n"
         "A detector trained or tested on this set may learn the file container instead of generation "
         "traces. Report results with both classes brought to one size and encoding too: "
         "`deepfake extract ... --align SIZE:QUALITY` (check with `deepfake audit --align SIZE:QUALITY`).",
@@ -93,7 +94,8 @@ def study_cmd(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Study TOML (see examples/study.toml).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder: caches, results.csv/.json, figures/, report.md.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for reducers and cells.")] = 1,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead (no progress bars).")] = False,
 ) -> None:
     """Run a grid study: backbones x transforms x reducers x classifiers, within and cross dataset.
 
@@ -104,8 +106,12 @@ def study_cmd(
     from deepfake_cli.study import run_study
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=quiet, transient=False) as bars:
-        s = run_study(config, out, jobs=jobs, progress=_StudyBars(bars))
+                  console=console, disable=quiet or json_out or not console.is_terminal,
+                  transient=False) as bars:
+        s = run_study(config, out, jobs=jobs, progress=_study_bars(bars))
+    if json_out:
+        print_json(s)
+        return
     console.print(
         f"features: {s.features_extracted} extracted, {s.features_combined} combined, {s.features_reused} reused; "
         f"reducers: {s.reducers_fitted} fitted, {s.reducers_reused} reused; "
@@ -120,49 +126,60 @@ def study_cmd(
         console.print(f"report -> {s.report} (figures in {s.out / 'figures'})", highlight=False)
 
 
-class _StudyBars(StudyProgress):
-    """One bar per phase of the study, and one for the images of the feature file being extracted."""
+def _study_bars(bars):
+    """The rich bars behind a study's `StudyProgress`. The class is made here, not at import:
+    `deepfake_cli.study` loads the stages (torch, scikit-learn), and `deepfake --help` must not."""
+    from deepfake_cli.study.progress import StudyProgress
 
-    def __init__(self, bars):
-        self.bars = bars
-        self.tasks: dict[str, object] = {}
-        self.image_task = None
+    class _StudyBars(StudyProgress):
+        """One bar per phase of the study, and one for the images of the feature file being extracted."""
 
-    def phase(self, name: str, total: int) -> None:
-        self.tasks[name] = self.bars.add_task(name, total=total)
-
-    def unit(self, name: str, label: str) -> None:
-        self.bars.update(self.tasks[name], description=f"{name}: {label}")
-        if self.image_task is not None:
-            self.bars.reset(self.image_task, total=None)  # a new file: its count starts again
-
-    def images(self, done: int, total: int) -> None:
-        if self.image_task is None:
-            self.image_task = self.bars.add_task("  images", total=total, completed=done)
-        else:
-            self.bars.update(self.image_task, total=total, completed=done)
-
-    def advance(self, name: str) -> None:
-        self.bars.advance(self.tasks[name])
-
-    def phase_done(self, name: str) -> None:
-        self.bars.update(self.tasks[name], description=name)
-        if self.image_task is not None:
-            self.bars.remove_task(self.image_task)
+        def __init__(self, bars):
+            self.bars = bars
+            self.tasks: dict[str, object] = {}
             self.image_task = None
+
+        def phase(self, name: str, total: int) -> None:
+            self.tasks[name] = self.bars.add_task(name, total=total)
+
+        def unit(self, name: str, label: str) -> None:
+            self.bars.update(self.tasks[name], description=f"{name}: {label}")
+            if self.image_task is not None:
+                self.bars.reset(self.image_task, total=None)  # a new file: its count starts again
+
+        def images(self, done: int, total: int) -> None:
+            if self.image_task is None:
+                self.image_task = self.bars.add_task("  images", total=total, completed=done)
+            else:
+                self.bars.update(self.image_task, total=total, completed=done)
+
+        def advance(self, name: str) -> None:
+            self.bars.advance(self.tasks[name])
+
+        def phase_done(self, name: str) -> None:
+            self.bars.update(self.tasks[name], description=name)
+            if self.image_task is not None:
+                self.bars.remove_task(self.image_task)
+                self.image_task = None
+
+    return _StudyBars(bars)
 
 
 def report_cmd(
     results: Annotated[Path, typer.Argument(metavar="RESULTS_CSV", help="results.csv of `study` (or eval.csv of `eval`).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for figures/ and report.md.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for figures/, report.md and report.html.")],
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="Study TOML to embed in the report (default: config.toml beside RESULTS_CSV).")] = None,
 ) -> None:
-    """Draw the study figures (PNG and SVG) and report.md from a results table alone."""
+    """Draw the study figures (PNG and SVG), report.md and a self-contained report.html from a results table.
+
+    Per-image scores kept beside the table (a study's cells/images/, eval's eval_images.csv) add ROC
+    curves and score histograms."""
     from deepfake_cli.report import render_report
 
     path = render_report(results, out, config_path=config)
-    console.print(f"report -> {path} (figures in {Path(out) / 'figures'})", highlight=False)
+    console.print(f"report -> {path} and {path.with_name('report.html')} (figures in {Path(out) / 'figures'})",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

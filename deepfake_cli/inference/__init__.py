@@ -3,6 +3,7 @@
     reader.py   item -> content hash + backbone input tensor(s), or a skip reason   (ImageReader)
     mapper.py   collated batch -> (B, dim) float32 features on a device            (Mapper, BackboneSpec)
     runner.py   where reader and mapper run; batches in, BatchResults out        (Runner, LocalRunner)
+    ray_runner.py  read tasks + restartable model actors on a Ray cluster (`--engine ray`)  (RayRunner)
     engines.py  `--engine NAME` -> a Runner (imports nothing heavy)                (ENGINES, create_runner)
     shards.py   per-batch shard files, run signature, resume, merge into HDF5  (ShardStore, merge)
     embed.py    features for loose files, no store (used by `predict`)             (embed)

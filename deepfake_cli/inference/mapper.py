@@ -2,6 +2,11 @@
 
 `BackboneSpec` says how to build the backbone, so a runner that keeps the model elsewhere (an actor
 pool, another machine) can rebuild the same one there; `Mapper` runs a built one on a device.
+
+The preprocessing is split where the backbone allows it (`backbones.split_preprocess`, every built-in
+one does): readers apply `reader_preprocess` (resize + crop -> uint8, weight-free and picklable, a
+quarter of float32's bytes to pass between processes or machines) and the mapper normalises on its own
+device. Otherwise readers get the backbone's own `preprocess` (float) and the mapper takes it as is.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ class Mapper:
     """Run a frozen backbone on batches: inference mode, float16 autocast on CUDA, float32 out."""
 
     def __init__(self, backbone, device: str | torch.device, spec: BackboneSpec | None = None):
+        from deepfake_cli.backbones import split_preprocess
+
         self.backbone, self.device, self.spec = backbone, torch.device(device), spec
+        self.split = split_preprocess(backbone)
         self.cuda = self.device.type == "cuda"
         if self.cuda:  # fixed input sizes: let cuDNN pick its fastest kernels once
             torch.backends.cudnn.benchmark = True
@@ -45,6 +53,11 @@ class Mapper:
     def dim(self) -> int:
         return int(self.backbone.dim)
 
+    @property
+    def reader_preprocess(self):
+        """What a reader applies to a decoded RGB image: the uint8 crop when split, else `preprocess`."""
+        return self.split.crop if self.split is not None else self.backbone.preprocess
+
     def __call__(self, inputs) -> np.ndarray:
         """`inputs` as `reader.collate` makes them (None when no image of the batch was readable)."""
         if inputs is None:
@@ -52,6 +65,8 @@ class Mapper:
         with torch.inference_mode():
             # pinned host memory (the runner's job on CUDA) makes the copy asynchronous
             x = to_device(inputs, self.device, non_blocking=self.cuda)
+            if self.split is not None:
+                x = self.split.normalize(x)
             if self.cuda:
                 with torch.autocast("cuda", dtype=torch.float16):
                     feats = self.backbone(x)

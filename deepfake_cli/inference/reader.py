@@ -1,9 +1,11 @@
 """The reader: an image item -> its content hash and the backbone's input tensor(s), or a skip reason.
 
-Reading, hashing, decoding, aligning, the seeded transform and the backbone's preprocessing happen
-here and nowhere else, so every runner (in-process DataLoader, Ray tasks, a test's thread) and both
-`extract` and `predict` feed the model the same tensors. A reader holds no open files and no model
-state, so it can be shipped to worker processes or remote tasks.
+Reading (a file, or a tar member by seek + read), hashing, decoding, aligning, the seeded transform
+and the backbone's resize and crop (`Mapper.reader_preprocess`: uint8 where the backbone's
+preprocessing splits, the mapper normalising on its device) happen here and nowhere else, so every
+runner (in-process DataLoader, Ray tasks, a test's thread) and both `extract` and `predict` feed the
+model the same tensors. A reader holds no open files and no model state, so it can be shipped to
+worker processes or remote tasks.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from torch.utils.data._utils.collate import default_collate
 
-from deepfake_cli.data import ImageItem, UnreadableImage, read_image
+from deepfake_cli.data import ImageItem, UnreadableImage, read_item
+from deepfake_cli.inference.memory import MemoryImage
 from deepfake_cli.transforms import Transform, align_image
 
 
@@ -56,7 +59,8 @@ class ImageReader:
 
     def read(self, index: int, item: ImageItem) -> Decoded:
         try:
-            img, digest = read_image(item.path)
+            # a file, or a tar member by seek + read; an image held in memory (the Python API) as it is
+            img, digest = item.read() if isinstance(item, MemoryImage) else read_item(item)
         except UnreadableImage as exc:
             return Decoded(index, None, "", exc.reason)
         try:

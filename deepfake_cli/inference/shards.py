@@ -92,7 +92,7 @@ class Merged:
 
     n_written: int = 0
     counts: dict = field(default_factory=dict)     # dataset -> {"real": n, "fake": n, "unknown": n}
-    skipped: list = field(default_factory=list)    # {"dataset", "path", "reason"} of this run
+    skipped: list = field(default_factory=list)    # {"dataset", "path", "reason"}: discovery's, then the reader's
     duplicates: list = field(default_factory=list)
 
 
@@ -106,6 +106,8 @@ def merge(out: Path, store: ShardStore, meta: dict, datasets: Sequence[DatasetSp
     skipped = list(existing["skipped"]) if existing else []
     hashes: list[tuple[str, str, str]] = []
     merged = Merged()
+    # what discovery could not use (unreadable folders, loops, bad tar members, ...) comes first
+    merged.skipped = [{"dataset": ds.name, **entry} for ds in datasets for entry in ds.skipped]
     with FeatureFileWriter(out, meta, meta["dim"], dtype=meta["dtype"]) as writer:
         if existing:
             for X, y, ds, path, sha in iter_rows(out):

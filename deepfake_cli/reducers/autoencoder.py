@@ -21,15 +21,19 @@ class AutoencoderReducer(ReducerMixin, TransformerMixin, BaseEstimator):
 
     Trains with Adam on mean squared error, keeps the weights of the epoch with the lowest loss on a
     seeded held-out part (`val_fraction`) and stops after `patience` epochs without improvement.
+    `dropout` (after each hidden layer, training only) is 0 by default.
     """
+
+    dropout = 0.0  # files written before the parameter existed load with this value
 
     def __init__(self, dim: int = 32, hidden: tuple[int, ...] = (256,), epochs: int = 200, lr: float = 1e-3,
                  batch_size: int = 64, val_fraction: float = 0.1, patience: int = 20,
-                 random_state: int | None = 0, device: str = "auto"):
+                 random_state: int | None = 0, device: str = "auto", dropout: float = 0.0):
         self.dim = dim
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
+        self.dropout = dropout
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.patience = patience
@@ -63,8 +67,8 @@ class AutoencoderReducer(ReducerMixin, TransformerMixin, BaseEstimator):
 
         torch.manual_seed(seed)
         sizes = [d, *[int(h) for h in self.hidden], int(self.dim)]
-        enc = _mlp(sizes)
-        dec = _mlp(sizes[::-1])
+        enc = _mlp(sizes, float(self.dropout))
+        dec = _mlp(sizes[::-1], float(self.dropout))
         model = torch.nn.Sequential(enc, dec).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=float(self.lr))
         zfit = torch.from_numpy(Z[fit_idx]).to(device)
@@ -114,7 +118,7 @@ class AutoencoderReducer(ReducerMixin, TransformerMixin, BaseEstimator):
         return {"epochs_run": int(self.epochs_run_), "best_val_loss": float(self.best_val_loss_)}
 
 
-def _mlp(sizes):
+def _mlp(sizes, dropout: float = 0.0):
     import torch
 
     layers = []
@@ -122,6 +126,8 @@ def _mlp(sizes):
         layers.append(torch.nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
+            if dropout > 0:  # training only: eval() turns it off, and numpy's forward has none
+                layers.append(torch.nn.Dropout(dropout))
     return torch.nn.Sequential(*layers)
 
 
@@ -158,6 +164,7 @@ register_reducer(Entry(
             Param("lr", 1e-3, "Adam learning rate", float),
             Param("batch_size", 64, "images per step", int),
             Param("val_fraction", 0.1, "fraction held out to choose the best epoch and stop early", float),
-            Param("patience", 20, "epochs without improvement before stopping", int)),
+            Param("patience", 20, "epochs without improvement before stopping", int),
+            Param("dropout", 0.0, "dropout after each hidden layer while training", float)),
     trusted_types=frozenset({f"{AutoencoderReducer.__module__}.{AutoencoderReducer.__qualname__}"}),
     capabilities=frozenset({"random_state", "device"})))

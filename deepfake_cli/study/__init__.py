@@ -23,7 +23,9 @@ Work is split into units that are each cached on disk under the study folder and
   reducers/<key>.reducer   one per (training features, reducer), fitted by `reduce.reduce` on the
         training part only (the held-out test images never reach a reducer);
   models/<key>.model       one per cell: (training features, reducer, classifier), by `train.train`;
-  cells/<key>.json         the cell's evaluation rows per test feature file, by `evaluate.evaluate`.
+  cells/<key>.json         the cell's evaluation rows per test feature file, by `evaluate.evaluate`;
+  cells/images/<key>.json  its per-image scores (sha256 prefix, label, p_fake) per test file and dataset,
+        read by the report for ROC curves, score histograms and image-level intervals.
 
 A cell trains on one dataset (with one train transform) and is tested on that dataset's held-out
 split (`within`) and, with `cross_dataset`, on every other dataset (`cross`), under every test

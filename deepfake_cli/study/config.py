@@ -17,7 +17,7 @@ from deepfake_cli.study.reducer_specs import LEGACY_REDUCER_KEYS, ReducerSpec, p
 
 SECTIONS = ("study", "datasets", "grid")
 STUDY_KEYS = {"seed", "test_size", "val_size", "align", "cross_dataset", "device", "batch_size",
-              "weights"} | set(LEGACY_REDUCER_KEYS)
+              "weights"} | set(LEGACY_REDUCER_KEYS) | {"engine", "ray_address", "model_workers", "gpus_per_worker"}
 GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers"}
 DATASET_KEYS = {"real", "fake"}
 
@@ -58,6 +58,8 @@ class StudyConfig:
     batch_size: int = 32
     autoencoder_epochs: int | None = None
     weights: dict[str, str] = field(default_factory=dict)
+    engine: str = "local"                  # where the features phase extracts (see `deepfake extract --engine`)
+    engine_options: dict = field(default_factory=dict)   # ray: address, model_workers, gpus_per_worker
 
     @property
     def singles(self) -> list[str]:
@@ -145,6 +147,16 @@ def _datasets(table: dict, base: Path, config_path) -> list[DatasetEntry]:
     return datasets
 
 
+def check_paths(cfg: StudyConfig) -> None:
+    """Every dataset path of the study exists: checked before anything is extracted, one line naming the
+    first missing path and where the config gives it."""
+    for d in cfg.datasets:
+        for key, path in (("", d.path), (".real", d.real), (".fake", d.fake)):
+            if path is not None and not os.path.exists(path):
+                raise DeepfakeError(f"[datasets] {d.name}{key} of {cfg.path}: no such file or folder: {path} "
+                                    "(relative paths are relative to the config's folder).")
+
+
 def _str_list(value: Any, key: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -197,7 +209,15 @@ def _study(study: dict, base: Path) -> dict:
     if not isinstance(weights, dict):
         raise DeepfakeError("weights in [study] must be a table: { backbone-name = \"path\" }.")
     resolve = _resolver(base)
+    from deepfake_cli.inference.engines import ENGINES
+
+    engine = str(study.get("engine", "local"))
+    if engine not in ENGINES:
+        raise DeepfakeError(f"engine '{engine}' in [study] is not one of {', '.join(ENGINES)}.")
+    engine_options = {"address": study.get("ray_address"), "model_workers": study.get("model_workers"),
+                      "gpus_per_worker": study.get("gpus_per_worker")}
     return {
+        "engine": engine, "engine_options": {k: v for k, v in engine_options.items() if v is not None},
         "seed": int(study.get("seed", 0)), "test_size": test_size, "val_size": val_size,
         "align": None if align_t is None else f"{align_t[0]}:{align_t[1]}",
         "cross_dataset": bool(study.get("cross_dataset", True)), "device": str(study.get("device", "auto")),

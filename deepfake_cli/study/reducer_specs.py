@@ -73,8 +73,10 @@ def parse_reducer(spec: str) -> ReducerSpec:
     """A grid entry as a `ReducerSpec`, validated against the registry entry; DeepfakeError if bad."""
     from deepfake_cli.reducers import REDUCERS
 
-    text = str(spec).strip().lower()
-    method, _, rest = text.partition(":")
+    method, _, rest = str(spec).strip().partition(":")
+    method = method.strip().lower()
+    # names and keys are case-insensitive; values keep their case (a prompts file's path)
+    rest = ",".join(f"{k.strip().lower()}={v}" if eq else k for k, eq, v in (p.partition("=") for p in rest.split(",")))
     names = list(REDUCERS.names())
     if method not in names:
         raise DeepfakeError(f"unknown reducer '{spec}' in the study config: use {', '.join(names)} "

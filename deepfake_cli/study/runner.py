@@ -15,7 +15,8 @@ from pathlib import Path
 
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.fileio import atomic_write_text, to_json
-from deepfake_cli.study.config import StudyConfig, load_config
+from deepfake_cli.outputs import study_inputs, study_targets, writes
+from deepfake_cli.study.config import StudyConfig, check_paths, load_config
 from deepfake_cli.study.plan import (Cell, FeatureJob, cell_factors, member_jobs, member_keys, plan,
                                      train_split_key)
 from deepfake_cli.study.progress import StudyProgress
@@ -60,6 +61,7 @@ class _Run:
         return self.out / "features"
 
 
+@writes(study_targets, study_inputs)  # one study per --out folder at a time
 def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: int = 1,
               progress: StudyProgress | None = None) -> StudySummary:
     """Run (or resume) the study of `config_path` into `out_dir`; see the package docstring.
@@ -70,6 +72,7 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
     if jobs < 1:
         raise DeepfakeError("--jobs must be at least 1.")
     cfg = load_config(config_path)
+    check_paths(cfg)  # every dataset there before anything is extracted
     out = Path(out_dir)
     for sub in CACHE_FOLDERS:
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -128,11 +131,13 @@ def _make_features(run: _Run, features: dict[str, FeatureJob]) -> None:
 
 def _extract(run: _Run, job: FeatureJob, path: Path) -> None:
     from deepfake_cli.extract import extract
+    from deepfake_cli.inference.engines import create_runner
 
     cfg, report = run.cfg, run.progress
+    runner = create_runner(cfg.engine, device=cfg.device, **cfg.engine_options)
     extract(**job.dataset.extract_args(), backbone=job.backbone, out=str(path), transform=job.transform,
             batch_size=cfg.batch_size, device=cfg.device, weights=cfg.weights.get(job.backbone),
-            layers=job.layers, seed=cfg.seed, align=cfg.align,
+            layers=job.layers, seed=cfg.seed, align=cfg.align, runner=runner,
             on_start=lambda total, done: report.images(done, total),
             progress=lambda done, total: report.images(done, total))
 

@@ -66,6 +66,7 @@ def _combined_meta(metas: list[dict], member_files: list[Path]) -> dict:
         "preprocessing": {"input_size": max(p.get("input_size", 0) for p in members_pre), "members": members_pre,
                           "align": align},
         "combined_from": [str(f) for f in member_files], "roots": metas[0].get("roots", {}),
+        "members": [{"backbone": n, "dim": int(m["dim"]), "layers": m["layers"]} for n, m in zip(names, metas)],
     })
     return meta
 
@@ -99,7 +100,8 @@ def fit_reducer_unit(split_file: str, method: str, params: dict, out: str, seed:
     from deepfake_cli.reduce import reduce
 
     try:
-        reduce(split_file, method, out, params=params, seed=seed, device=device)
+        # the split file already lacks the held-out part, so a reducer that uses labels may fit on all of it
+        reduce(split_file, method, out, params=params, seed=seed, device=device, test_size=0.0)
     except DeepfakeError as exc:
         return {"out": out, "error": str(exc)}
     return {"out": out, "error": None}
@@ -114,7 +116,7 @@ def run_cell_unit(cell: Cell, study_dir: str, test_size: float, val_size: float,
     todo = [k for k in cell.test_fkeys if k not in record["rows"]]
     try:
         trained = _train_if_missing(cell, d, model_path, test_size, val_size, seed)
-        rows = _evaluate(model_path, d, todo)
+        rows, images = _evaluate(model_path, d, todo)
     except DeepfakeError as exc:  # reported with the cell's factors; the rest of the grid goes on
         return {"key": cell.key, "trained": False, "evaluated": 0, "record": None, "error": str(exc)}
     if todo:
@@ -125,6 +127,8 @@ def run_cell_unit(cell: Cell, study_dir: str, test_size: float, val_size: float,
         for k, rs in by_file.items():
             record["rows"][k] = [json_safe(dict(r, **factors, features=f"features/{k}.h5")) for r in rs]
         record["factors"] = factors
+        if images:  # first, so that a finished record always has its per-image scores beside it
+            _write_images(d / "cells" / "images" / f"{cell.key}.json", images)
         atomic_write_text(cell_path, to_json(record, indent=1))
     return {"key": cell.key, "trained": trained, "evaluated": len(todo), "record": record, "error": None}
 
@@ -141,9 +145,32 @@ def _train_if_missing(cell: Cell, d: Path, model_path: Path, test_size: float, v
     return True
 
 
-def _evaluate(model_path: Path, d: Path, test_fkeys: list[str]) -> list[dict]:
+def _evaluate(model_path: Path, d: Path, test_fkeys: list[str]) -> tuple[list[dict], dict]:
+    """The rows, and the per-image scores as {test file key: {test dataset: {"sha256": [16-hex prefixes],
+    "label": [...], "p_fake": [...]}}} (for the report's ROC curves, histograms and image-level intervals)."""
     from deepfake_cli.evaluate import evaluate
 
     if not test_fkeys:
-        return []
-    return evaluate([str(model_path)], [str(d / "features" / f"{k}.h5") for k in test_fkeys])
+        return [], {}
+    per_image: list = []
+    rows = evaluate([str(model_path)], [str(d / "features" / f"{k}.h5") for k in test_fkeys], per_image=per_image)
+    images: dict = {}
+    for p in per_image:
+        ds = images.setdefault(Path(p["features"]).name[:-3], {}).setdefault(
+            p["test_dataset"], {"sha256": [], "label": [], "p_fake": []})
+        ds["sha256"].append(p["sha256"][:16])
+        ds["label"].append(p["label"])
+        ds["p_fake"].append(p["p_fake"])
+    return rows, images
+
+
+def _write_images(path: Path, images: dict) -> None:
+    """Add a cell's new per-image scores to its cells/images/<key>.json (compact JSON: it is large)."""
+    old = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:  # a damaged file is rewritten from what this run has
+            old = {}
+    old.update(images)
+    atomic_write_text(path, to_json(old))

@@ -1,0 +1,800 @@
+"""The Python API of deepfake-cli: the commands as functions, and trained models as detectors.
+
+    import deepfake_cli as dfc
+
+Every command that does work has a function here with the same arguments and defaults (options as
+keyword arguments; `--out` is `out=`), and the `deepfake` command line calls these same functions, so
+a script and the shell follow one code path and fail with the same one-line `DeepfakeError`. Nothing
+here prints or draws progress unless asked (`progress=True` writes a plain counter to stderr; a function
+may be given instead, called as the stage reports). torch, scikit-learn and the other heavy libraries are
+imported on first use, not by `import deepfake_cli`.
+
+Images, wherever a function takes `images`: a path (file, folder searched recursively, `.tar` shard,
+`.txt`/`.csv` list), a PIL image, a numpy array (H x W x 3 RGB, H x W grayscale or H x W x 4 RGBA;
+uint8, or float in [0, 1]; a 4-d array is a batch N x H x W x C), a torch tensor (C x H x W or a batch
+N x C x H x W; uint8, or float in [0, 1] as `torchvision.transforms.ToTensor` gives), or a list of any
+of these. A PIL image is decoded as its file would be (EXIF orientation, transparency on white), so it
+gives the same features as the file. In-memory images are named `<image I>` (`<image I.J>` for image J
+of a batch at position I) and hashed from their pixels (`sha256(b"deepfake-cli:rgb8:H:W\\n" + RGB
+bytes)`), not from file bytes: the hash differs from the file's, and so do the random draws of the
+`blur` / `jitter` transforms, which are seeded by it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.outputs import eval_inputs, eval_targets, predict_inputs, predict_targets, writes
+
+if TYPE_CHECKING:  # imported for the type hints only: importing this module stays light
+    import numpy as np
+
+    from deepfake_cli.artifacts import Model
+    from deepfake_cli.audit import AuditResult
+    from deepfake_cli.extract import ExtractSummary
+    from deepfake_cli.features import FeatureSet
+    from deepfake_cli.predict import PredictResult
+    from deepfake_cli.reduce import ReduceSummary
+    from deepfake_cli.train import TrainResult
+
+__all__ = [
+    "extract", "reduce", "train", "evaluate", "predict", "audit",
+    "load_model", "Detector", "Scores", "Evaluation", "embed", "read_features",
+    "list_backbones", "list_classifiers", "list_reducers",
+]
+
+PathLike = Union[str, os.PathLike]
+Progress = Union[bool, Callable[..., None]]
+# what `images` may be: see the module docstring
+Images = Any
+
+
+class _Counter:
+    """`progress=True`: a plain `what: done/total` counter on stderr (no rich, no terminal needed)."""
+
+    def __init__(self, what: str):
+        self.what, self.last = what, None
+
+    def start(self, total: int, resumed: int = 0) -> None:
+        self(resumed, total)
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        text = f"\r{self.what}: {done}/{total if total is not None else '?'}"
+        if text != self.last:
+            sys.stderr.write(text + ("\n" if total is not None and done >= total else ""))
+            sys.stderr.flush()
+            self.last = text
+
+
+def _callback(progress: Progress, what: str) -> Callable | None:
+    if progress is True:
+        return _Counter(what)
+    return progress if callable(progress) else None
+
+
+def _names(value: str | Sequence[str] | None) -> list[str] | None:
+    """`"a,b"` or `["a", "b"]` -> `["a", "b"]`; None or empty -> None."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    items = [v.strip() for v in items if v.strip()]
+    return items or None
+
+
+def _pair_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def _pairs(param: Sequence[str] | dict | None) -> list[str]:
+    """`--param` values: `["KEY=VALUE", ...]` as given; a dict `{KEY: VALUE}` (or `{NAME: {KEY: VALUE}}`,
+    one classifier's parameters) -> the same `KEY=VALUE` / `NAME.KEY=VALUE` strings."""
+    if param is None:
+        return []
+    if isinstance(param, str):
+        return [param]
+    if isinstance(param, dict):
+        out = []
+        for key, value in param.items():
+            if isinstance(value, dict):
+                out.extend(f"{key}.{k}={_pair_value(v)}" for k, v in value.items())
+            else:
+                out.append(f"{key}={_pair_value(value)}")
+        return out
+    return [str(p) for p in param]
+
+
+# ------------------------------------------------------------------------------------------ the stages
+
+def extract(datasets: Sequence[str] = (), *, out: PathLike, backbone: str = "effnet-lite0", transform: str = "none",
+            batch_size: int = 32, workers: int = -1, engine: str = "local", ray_address: str | None = None,
+            model_workers: int | None = None, gpus_per_worker: float | None = None, device: str = "auto",
+            weights: str | None = None, layers: str = "last", seed: int = 0, real: str | None = None,
+            fake: str | None = None, name: str | None = None, align: str | None = None, dtype: str = "float32",
+            overwrite: bool = False, random_weights: bool = False, progress: Progress = False,
+            on_start: Callable[[int, int], None] | None = None,
+            warn: Callable[[str], None] | None = None) -> "ExtractSummary":
+    """Extract backbone features of image datasets into one HDF5 file (`deepfake extract`).
+
+    The file is created, resumed after an interruption, or appended to (a dataset already in it is left
+    alone); a file made with another backbone, layers, weights, preprocessing or transform is refused.
+
+    Parameters
+    ----------
+    datasets : list of str
+        `[NAME=]PATH` each: a folder with real/ and fake/ (or 0_real/ and 1_fake/, nature/ and ai/)
+        below it, `.tar` shards, or a `.txt`/`.csv` list. NAME defaults to the folder name.
+    out : path
+        The HDF5 feature file.
+    backbone : str
+        A name of `list_backbones()`, `open_clip:ARCH/TAG`, `timm:NAME`, or several joined with `+`.
+    transform : str
+        `none`, `blur`, `jitter`, `blur+jitter` (optionally `@P`), `jpeg:Q`, `resize:S`.
+    batch_size, workers, engine, ray_address, model_workers, gpus_per_worker, device, weights :
+        As the command's options (`workers=-1`: chosen from the CPU count; `device="auto"`: CUDA if present).
+    layers : str
+        `last`, `early`, `all` or block indices such as `"2,5"`.
+    seed : int
+        Seed of the random transforms.
+    real, fake, name : str, optional
+        One dataset given as two folders and a name, instead of `datasets`.
+    align : str, optional
+        `"SIZE:QUALITY"`: every image resized, cropped and re-encoded as JPEG first.
+    dtype : str
+        `float32` or `float16` storage.
+    overwrite : bool
+        Discard an existing output made another way.
+    random_weights : bool
+        Random backbone weights (speed tests only).
+    progress : bool or callable
+        True: a counter on stderr; a function: called as `progress(done, total)` after each batch.
+    on_start, warn : callable, optional
+        `on_start(total, resumed)` once before the first batch; `warn(sentence)` per discovery warning
+        (the sentences are also in the summary's `warnings`).
+
+    Returns
+    -------
+    ExtractSummary
+        `n_written`, `n_skipped`, `datasets` (name -> counts), `skipped`, `duplicates`, `warnings`,
+        `already_present`, `seconds`, `images_per_second`, `device`.
+
+    Example
+    -------
+    >>> s = dfc.extract(["cifake=examples/data/cifake_sd14"], backbone="effnet-lite0", layers="all",
+    ...                 out="feats.h5")
+    >>> s.n_written, s.datasets["cifake"]["real"]
+    (48, 24)
+    """
+    from deepfake_cli.extract import extract as run
+    from deepfake_cli.inference.engines import create_runner
+
+    runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
+                           gpus_per_worker=gpus_per_worker, device=device)
+    counter = _callback(progress, "extract")
+    if on_start is None and isinstance(counter, _Counter):
+        on_start = counter.start
+    return run(list(datasets or []), backbone=backbone, out=str(out), transform=transform, batch_size=batch_size,
+               runner=runner, device=device, weights=weights, layers=layers, seed=seed, real=real, fake=fake,
+               name=name, align=align, dtype=dtype, overwrite=overwrite, pretrained=not random_weights,
+               progress=counter, on_start=on_start, warn=warn)
+
+
+def reduce(features: PathLike, *, method: str, out: PathLike, dim: int | None = None, variance: float | None = None,
+           hidden: str | Sequence[int] | None = None, epochs: int | None = None, lr: float | None = None,
+           param: Sequence[str] | dict | None = None, datasets: str | Sequence[str] | None = None, seed: int = 0,
+           device: str = "auto", write_features: PathLike | None = None, search: bool = False,
+           trials: int | None = None, time_budget: float | None = None, score: str | None = None,
+           trials_out: PathLike | None = None, test_size: float = 0.2, overwrite: bool = False) -> "ReduceSummary":
+    """Fit a dimensionality reducer (PCA, autoencoder, ...) on a feature file and save it (`deepfake reduce`).
+
+    Parameters
+    ----------
+    features : path
+        A feature file written by `extract`.
+    method : str
+        A name of `list_reducers()`.
+    out : path
+        The reducer file to write (e.g. `pca32.reducer`), for `train(reducer=...)`.
+    dim, variance, hidden, epochs, lr : optional
+        Shorthands for the hyper-parameters of those names (`param={"dim": 32}` is the same).
+    param : list of "KEY=VALUE" or dict
+        Any hyper-parameter of the reducer (`list_reducers()` lists them).
+    datasets : "A,B" or list of str, optional
+        Fit on these datasets of the file only.
+    seed, device :
+        For reducers that take them.
+    write_features : path, optional
+        Also write the reduced features as a new feature file.
+    search, trials, time_budget, score, trials_out :
+        Random search over the method's hyper-parameters (`METHOD-search`), as the command's options.
+    test_size : float
+        For reducers that use labels: the part `train(test_size=...)` holds out is left out of the fit.
+    overwrite : bool
+        Replace existing outputs that are not reducer / feature files.
+
+    Returns
+    -------
+    ReduceSummary
+        `method`, `input_dim`, `output_dim`, `n_fit`, `reconstruction` (`mse`, `relative`),
+        `explained_variance`, `out`, `features_out`, `meta`, `trials`.
+
+    Example
+    -------
+    >>> r = dfc.reduce("feats.h5", method="pca", dim=16, out="pca16.reducer")
+    >>> r.input_dim, r.output_dim
+    (3088, 16)
+    """
+    from deepfake_cli.reduce import reduce as run
+    from deepfake_cli.reducers import REDUCERS
+
+    given = {"trials": trials, "time_budget": time_budget, "scoring": score}
+    if search:
+        if f"{method}-search" not in REDUCERS:
+            searchable = [n[:-len("-search")] for n in REDUCERS.names() if n.endswith("-search")]
+            raise DeepfakeError(f"--search is not available for {method}; it is for {', '.join(searchable)}.")
+        method = f"{method}-search"
+    elif any(v is not None for v in given.values()) or trials_out:
+        raise DeepfakeError("--trials, --time-budget, --score and --trials-out go with --search.")
+    # the shorthands are plain hyper-parameters: the chosen reducer's entry types and checks them
+    given.update({"dim": dim, "variance": variance, "hidden": hidden, "epochs": epochs, "lr": lr})
+    pairs = [f"{k}={_pair_value(v)}" for k, v in given.items() if v is not None] + _pairs(param)
+    return run(str(features), method, str(out), params=REDUCERS.parse_params(method, pairs), seed=seed,
+               device=device, datasets=_names(datasets), write_features=str(write_features) if write_features else None,
+               test_size=test_size, trials_out=str(trials_out) if trials_out else None, overwrite=overwrite)
+
+
+def train(features: PathLike, *, classifier: str | Sequence[str], out: PathLike, reducer: PathLike | None = None,
+          datasets: str | Sequence[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
+          device: str = "cpu", param: Sequence[str] | dict | None = None, calibration: str = "sigmoid",
+          overwrite: bool = False, progress: Progress = False) -> "list[TrainResult]":
+    """Train classifiers on a feature file and save one model file each (`deepfake train`).
+
+    A seeded, stratified part of each dataset (`test_size`) is held out for `evaluate`; a part of the rest
+    (`val_size`) chooses the decision threshold.
+
+    Parameters
+    ----------
+    features : path
+        A feature file written by `extract`.
+    classifier : str or list of str
+        Names of `list_classifiers()` (`"lda,svm"`, `["lda", "svm"]`) or `"all"`.
+    out : path
+        The model file for one classifier; a folder receiving `<name>.model` for several.
+    reducer : path, optional
+        A reducer file from `reduce`, built into the model.
+    datasets : "A,B" or list of str, optional
+        Train on these datasets of the file only (default: all).
+    test_size, val_size, seed, device :
+        As the command's options.
+    param : list of "KEY=VALUE" / "NAME.KEY=VALUE", or dict
+        Hyper-parameters: `{"shrinkage": 0.1}` for every chosen classifier that takes it,
+        `{"svm": {"C": 10}}` for one.
+    calibration : str
+        How p_fake is calibrated on the validation part: `sigmoid` (Platt scaling), `isotonic` or `none`.
+    overwrite : bool
+        Replace an existing output that is not a model file.
+    progress : bool or callable
+        True: a line on stderr per classifier; a function: called with each classifier's name.
+
+    Returns
+    -------
+    list of TrainResult
+        Per classifier: `classifier`, `path`, `threshold`, `validation` (scores), `n_fit`, `n_val`,
+        `heldout` (dataset -> images held out), `seconds`, `warnings`.
+
+    Example
+    -------
+    >>> results = dfc.train("feats.h5", classifier="lda,svm", reducer="pca16.reducer", out="models/")
+    >>> [r.path.name for r in results]
+    ['lda.model', 'svm.model']
+    """
+    from deepfake_cli.classifiers import parse_classifier_names, parse_classifier_params
+    from deepfake_cli.train import train as run
+
+    if progress is True:
+        def callback(name):
+            sys.stderr.write(f"training {name} ...\n")
+    else:
+        callback = progress if callable(progress) else None
+    names = parse_classifier_names(classifier if isinstance(classifier, str) else ",".join(classifier))
+    return run(str(features), names, str(out), reducer=str(reducer) if reducer else None, datasets=_names(datasets),
+               test_size=test_size, val_size=val_size, seed=seed, device=device, progress=callback,
+               params=parse_classifier_params(names, _pairs(param)), overwrite=overwrite, calibration=calibration)
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` returns: result rows, per-image scores, notes, and the files written."""
+
+    rows: list[dict] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def matrix(self) -> tuple[list[str], list[str], dict]:
+        """(row keys "model [train sets]", column keys = test datasets, {(row, column): result row})."""
+        from deepfake_cli.evaluate import matrix
+
+        return matrix(self.rows)
+
+
+def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequence[PathLike],
+             out: PathLike | None = None, overwrite: bool = False) -> Evaluation:
+    """Score models within-dataset (their held-out images) and across datasets (`deepfake eval`).
+
+    Parameters
+    ----------
+    models : path or list of paths
+        Model files, or folders of `*.model` files.
+    features : path or list of paths
+        Feature files to score on (written with the models' backbone, layers and weights).
+    out : path, optional
+        A folder to write `eval.csv`, `eval.json`, `eval.md` and `eval_images.csv` into.
+    overwrite : bool
+        Replace files of those names in `out` that `eval` did not write.
+
+    Returns
+    -------
+    Evaluation
+        `rows`: one dict per (model, feature file, test dataset) with `accuracy`, its 95% interval,
+        `balanced_accuracy`, `roc_auc`, `n`, `kind` (within | cross), ...; `images`: one dict per scored
+        image; `notes`; `written`: the files written to `out`; `matrix()`: the accuracy matrix.
+
+    Example
+    -------
+    >>> ev = dfc.evaluate(["models/lda.model", "models/svm.model"], features="feats.h5")
+    >>> sorted({(r["model"], r["test_dataset"], r["kind"]) for r in ev.rows})
+    [('lda', 'cifake', 'within'), ('svm', 'cifake', 'within')]
+    """
+    models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+    features = [features] if isinstance(features, (str, os.PathLike)) else list(features)
+    return _evaluate(models, features, out, overwrite=overwrite)
+
+
+@writes(eval_targets, eval_inputs)  # never over a model or feature file it reads; one writer per --out
+def _evaluate(models: list, features: list, out: PathLike | None, overwrite: bool = False) -> Evaluation:
+    from deepfake_cli.evaluate import evaluate as run
+    from deepfake_cli.evaluate import write_outputs
+
+    result = Evaluation()
+    result.rows = run([m if not isinstance(m, os.PathLike) else str(m) for m in models], [str(f) for f in features],
+                      per_image=result.images, notes=result.notes)
+    if out is not None and result.rows:
+        result.written = list(write_outputs(result.rows, str(out), per_image=result.images))
+    return result
+
+
+def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json_lines: bool = False,
+            weights: str | None = None, transform: str = "none", device: str = "auto", batch_size: int = 32,
+            workers: int = -1, engine: str = "local", ray_address: str | None = None,
+            model_workers: int | None = None, gpus_per_worker: float | None = None, overwrite: bool = False,
+            progress: Progress = False) -> "PredictResult":
+    """Score image files with a model file (or a folder of them) (`deepfake predict`).
+
+    For images in memory, and for arrays out, use `load_model(path)` and its `Detector` methods.
+
+    Parameters
+    ----------
+    model : path
+        A model file, or a folder of `*.model` files (each scores every image).
+    paths : path or list of paths
+        Image files, folders (searched recursively), `.tar` shards and `.txt`/`.csv` lists.
+    out : path, optional
+        Also write the rows to this file: CSV, or JSON lines with `json_lines=True`.
+    weights, transform, device, batch_size, workers, engine, ray_address, model_workers, gpus_per_worker :
+        As the command's options (`transform` is the test-time transform, `none` by default).
+    overwrite : bool
+        Replace an existing `out` that is not a predictions file.
+    progress : bool or callable
+        True: a counter on stderr; a function: called as `progress(done, total)`.
+
+    Returns
+    -------
+    PredictResult
+        `rows` (one dict per image and model: `path`, `p_fake`, `label`, `model`, ...), `skipped`
+        (unreadable images with the reason), `n_images`, `counts()`.
+
+    Example
+    -------
+    >>> res = dfc.predict("models/lda.model", "examples/data/forensynths_biggan/fake")
+    >>> res.n_images, res.rows[0]["label"] in ("real", "fake")
+    (20, True)
+    """
+    inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return _predict(model, inputs, out=out, json_lines=json_lines, weights=weights, transform=transform, device=device,
+                    batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
+                    model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
+                    progress=progress)
+
+
+@writes(predict_targets, predict_inputs)  # --out never over an input; one writer per --out
+def _predict(model, paths: list, *, out, json_lines, weights, transform, device, batch_size, workers, engine,
+             ray_address, model_workers, gpus_per_worker, overwrite=False, progress=False):
+    from deepfake_cli.fileio import atomic_write_text
+    from deepfake_cli.inference.engines import create_runner
+    from deepfake_cli.predict import predict as run
+    from deepfake_cli.predict import to_csv, to_jsonl
+
+    runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
+                           gpus_per_worker=gpus_per_worker, device=device)
+    inputs = paths
+    res = run(str(model) if isinstance(model, os.PathLike) else model,
+              [str(p) if isinstance(p, os.PathLike) else p for p in inputs], weights=weights, transform=transform,
+              device=device, batch_size=batch_size, runner=runner, progress=_callback(progress, "predict"))
+    if out is not None:
+        atomic_write_text(out, to_jsonl(res.rows) if json_lines else to_csv(res.rows))
+    return res
+
+
+def audit(datasets: Sequence[str], *, align: str | None = None, folds: int = 5, seed: int = 0) -> "list[AuditResult]":
+    """Shortcut audit: can file metadata alone (no pixels) tell real from fake? (`deepfake audit`).
+
+    A depth-4 decision tree on header fields (format, JPEG tables, size, EXIF, file size, mode) is
+    cross-validated; a dataset is flagged when the 95% lower bound of its accuracy exceeds
+    max(0.6, chance + 0.1).
+
+    Parameters
+    ----------
+    datasets : list of str
+        `[NAME=]PATH` each, labelled as for `extract`.
+    align : str, optional
+        `"SIZE:QUALITY"`: audit the images as `extract(align=...)` would feed them.
+    folds, seed : int
+        Cross-validation folds and seed.
+
+    Returns
+    -------
+    list of AuditResult
+        Per dataset: `metadata_accuracy`, `ci_low`, `ci_high`, `chance`, `flagged`, `cues` (best
+        first), `formats`, `sizes`, `skipped`; `to_dict()` is what `audit --json` prints.
+
+    Example
+    -------
+    >>> [(r.dataset, r.n) for r in dfc.audit(["examples/data/cifake_sd14"])]
+    [('cifake_sd14', 48)]
+    """
+    from deepfake_cli.audit import audit as run
+
+    return run(list(datasets), seed=seed, folds=folds, align=align)
+
+
+# ----------------------------------------------------------------------------------- features, models
+
+def read_features(path: PathLike, datasets: Sequence[str] | None = None) -> "FeatureSet":
+    """Read a feature file written by `extract`: arrays, and a plain dict of what made them.
+
+    Parameters
+    ----------
+    path : path
+        The HDF5 feature file.
+    datasets : list of str, optional
+        Only the rows of these datasets.
+
+    Returns
+    -------
+    FeatureSet
+        `X` (N, D) float32, `y` (N,) int8 (0 real, 1 fake, -1 unlabelled), `dataset`, `path` and
+        `sha256` (N,) str arrays, `meta` (backbone, dim, layers, weights_id, preprocessing, transform,
+        seed, skipped, roots, ...), `datasets` (names in file order), `subset(mask)`.
+
+    Example
+    -------
+    >>> fs = dfc.read_features("feats.h5")
+    >>> fs.X.shape, fs.meta["backbone"], fs.datasets
+    ((48, 3088), 'effnet-lite0', ['cifake'])
+    """
+    from deepfake_cli.features import read_features as run
+
+    return run(str(path), datasets=list(datasets) if datasets else None)
+
+
+@dataclass
+class Scores:
+    """What `Detector.score` returns: one entry per image found, in input order.
+
+    `names`: a file's path as found, `<image I>` for an in-memory image; `p_fake`: NaN where the image
+    could not be read; `labels`: 1 fake, 0 real, -1 unreadable; `skipped`: {path, reason} of each image
+    that could not be read; `rows`: the rows `predict` gives (with every column it has)."""
+
+    names: list[str]
+    p_fake: "np.ndarray"
+    labels: "np.ndarray"
+    threshold: float
+    skipped: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class Detector:
+    """A trained model ready to score images: scikit-learn style `predict` / `predict_proba`.
+
+    Made by `load_model(path)`. The backbone the model was trained with (its layers, weights and
+    alignment) is built on first use and kept, so scoring many small batches costs one build.
+
+    Attributes
+    ----------
+    threshold : float
+        The decision threshold chosen on the validation part: `p_fake >= threshold` is fake.
+    classes_ : numpy array
+        `[0, 1]`: the columns of `predict_proba` (0 real, 1 fake).
+    name, path, meta :
+        The model's name, file and metadata (backbone, layers, train_datasets, validation, ...).
+    model :
+        The loaded model (`estimator`: the scikit-learn Pipeline; `p_fake(X)` on feature rows).
+    """
+
+    def __init__(self, model: "Model", *, device: str = "auto", weights: str | None = None, transform: str = "none",
+                 batch_size: int = 32, workers: int | None = None):
+        self.model, self.device, self.weights, self.transform = model, device, weights, transform
+        self.batch_size, self.workers = batch_size, workers
+        self._backbones: dict = {}
+
+    def __repr__(self) -> str:
+        return (f"Detector({self.name!r}, backbone={self.meta.get('backbone')!r}, "
+                f"layers={self.meta.get('layers')!r}, threshold={self.threshold:.4f})")
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
+
+    @property
+    def classes_(self) -> "np.ndarray":
+        import numpy as np
+
+        return np.array([0, 1])
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def path(self) -> Path | None:
+        return self.model.path
+
+    @property
+    def meta(self) -> dict:
+        return self.model.meta
+
+    def score(self, images: Images, progress: Progress = False) -> Scores:
+        """Score images: names, p_fake, labels and the unreadable ones, in input order.
+
+        Parameters
+        ----------
+        images :
+            Paths, folders, PIL images, numpy arrays, torch tensors, or a list of them (see the module
+            documentation for the conventions).
+        progress : bool or callable
+            True: a counter on stderr; a function: called as `progress(done, total)`.
+
+        Returns
+        -------
+        Scores
+            `names`, `p_fake`, `labels`, `threshold`, `skipped`, `rows`.
+
+        Example
+        -------
+        >>> det = dfc.load_model("models/lda.model")
+        >>> s = det.score("examples/data/forensynths_biggan/real")
+        >>> len(s), s.names[0]
+        (20, 'examples/data/forensynths_biggan/real/105_biggan_real.png')
+        """
+        import numpy as np
+
+        from deepfake_cli.inference.memory import collect_images
+        from deepfake_cli.predict import predict as run
+
+        items, skipped = collect_images(images)
+        res = run([self.model], items, weights=self.weights, transform=self.transform, device=self.device,
+                  batch_size=self.batch_size, workers=self.workers, progress=_callback(progress, "score"),
+                  backbones=self._backbones)
+        p = np.full(len(items), np.nan)
+        rows: list[dict] = []
+        k = 0
+        for i, it in enumerate(items):  # rows come in item order, one per readable item (one model)
+            if k < len(res.rows) and res.rows[k]["path"] == it.rel:
+                p[i] = float(res.rows[k]["p_fake"])
+                rows.append(res.rows[k])
+                k += 1
+        labels = np.where(np.isnan(p), -1, (p >= self.threshold).astype(int))
+        return Scores([it.rel for it in items], p, labels, self.threshold, list(skipped) + list(res.skipped), rows)
+
+    def predict_proba(self, images: Images, progress: Progress = False) -> "np.ndarray":
+        """(N, 2) array of [p(real), p(fake)] per image found (NaN for an unreadable one).
+
+        Example
+        -------
+        >>> from PIL import Image
+        >>> det = dfc.load_model("models/lda.model")
+        >>> img = Image.open("examples/data/cifake_sd14/fake/1000.jpg")
+        >>> proba = det.predict_proba([img, "examples/data/cifake_sd14/fake/1000.jpg"])
+        >>> proba.shape, bool(abs(proba[0] - proba[1]).max() < 1e-6)
+        ((2, 2), True)
+        """
+        import numpy as np
+
+        p = self.score(images, progress=progress).p_fake
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, images: Images, progress: Progress = False) -> "np.ndarray":
+        """(N,) int array: 1 fake (p_fake >= threshold), 0 real, -1 for an image that could not be read.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> det = dfc.load_model("models/lda.model")
+        >>> batch = np.zeros((2, 64, 64, 3), dtype=np.uint8)   # N x H x W x 3, uint8
+        >>> det.predict(batch).shape
+        (2,)
+        """
+        return self.score(images, progress=progress).labels
+
+    def p_fake_from_features(self, X: "np.ndarray") -> "np.ndarray":
+        """p(fake) of feature rows (e.g. `read_features(path).X` of a compatible file), without images."""
+        return self.model.p_fake(X)
+
+
+def load_model(path: PathLike, *, device: str = "auto", weights: str | None = None, transform: str = "none",
+               batch_size: int = 32, workers: int | None = None) -> Detector:
+    """Load a model file written by `train` as a `Detector` with `predict`, `predict_proba` and `threshold`.
+
+    The file is checked against the list of trusted types before loading: loading never runs code
+    from it.
+
+    Parameters
+    ----------
+    path : path
+        A `.model` file.
+    device : str
+        Where the backbone runs: `auto`, `cpu` or `cuda`.
+    weights : str, optional
+        The backbone's weights file, when it is not found on its own (must be the ones trained with).
+    transform : str
+        Test-time transform (`none` by default, whatever the model was trained with).
+    batch_size, workers : int
+        Images per batch; reader processes (None: chosen from the CPU count).
+
+    Returns
+    -------
+    Detector
+
+    Example
+    -------
+    >>> det = dfc.load_model("models/lda.model")
+    >>> det.meta["train_datasets"], 0.0 <= det.threshold <= 1.0
+    (['cifake'], True)
+    """
+    from deepfake_cli.artifacts import load_model as load
+
+    return Detector(load(str(path)), device=device, weights=weights, transform=transform, batch_size=batch_size,
+                    workers=workers)
+
+
+def embed(images: Images, *, backbone: str = "effnet-lite0", layers: str = "last", device: str = "auto",
+          weights: str | None = None, transform: str = "none", seed: int = 0, align: str | None = None,
+          batch_size: int = 32, workers: int | None = None, random_weights: bool = False,
+          progress: Progress = False) -> "tuple[np.ndarray, list[str]]":
+    """Features of images, computed exactly as `extract` computes them, without a feature file.
+
+    Parameters
+    ----------
+    images :
+        Paths, folders, PIL images, numpy arrays, torch tensors, or a list of them.
+    backbone, layers, device, weights, transform, seed, align, batch_size, workers, random_weights :
+        As for `extract`.
+    progress : bool or callable
+        True: a counter on stderr; a function: called as `progress(done, total)`.
+
+    Returns
+    -------
+    (numpy array, list of str)
+        The (N, D) float32 features, one row per image found in input order (NaN for an image that
+        could not be read), and each image's content hash: sha256 of the file's bytes, or of the pixels
+        for an in-memory image (see the module documentation), "" where unreadable.
+
+    Example
+    -------
+    >>> from PIL import Image
+    >>> img = Image.open("examples/data/cifake_sd14/real/0000.jpg")
+    >>> X, hashes = dfc.embed([img, "examples/data/cifake_sd14/real/0000.jpg"], layers="all", device="cpu")
+    >>> X.shape, bool(abs(X[0] - X[1]).max() < 1e-4), hashes[0] == hashes[1]
+    ((2, 3088), True, False)
+    """
+    import numpy as np
+
+    from deepfake_cli.inference.device import resolve_device
+    from deepfake_cli.inference.embed import embed as run
+    from deepfake_cli.inference.mapper import BackboneSpec
+    from deepfake_cli.inference.memory import collect_images
+    from deepfake_cli.transforms import normalize_transform
+
+    items, _skipped = collect_images(images)
+    spec = BackboneSpec(backbone, weights, layers, not random_weights)
+    bb = spec.build(resolve_device(device))
+    X = np.full((len(items), int(bb.dim)), np.nan, dtype=np.float32)
+    hashes = [""] * len(items)
+    counter = _callback(progress, "embed")
+    done = 0
+    for batch in run(bb, items, transform=normalize_transform(transform), seed=seed, align=align,
+                     batch_size=batch_size, device=device, workers=workers, spec=spec):
+        for row, (i, sha) in enumerate(zip(batch.indices, batch.sha256s)):
+            X[i] = batch.features[row]
+            hashes[i] = sha
+        done += len(batch.indices) + len(batch.skipped)
+        if counter:
+            counter(done, len(items))
+    return X, hashes
+
+
+# ---------------------------------------------------------------------------------------- registries
+
+def list_backbones(all: bool = False, pattern: str | None = None, cached: bool = False) -> list[dict]:
+    """The backbones `extract` takes (`deepfake backbones`).
+
+    Parameters
+    ----------
+    all : bool
+        Also every open_clip and timm model with pretrained weights.
+    pattern : str, optional
+        Only names containing it (case-insensitive), or matching it as a glob (`* ? [ ]`).
+    cached : bool
+        Only backbones whose weights are here.
+
+    Returns
+    -------
+    list of dict
+        `name`, `family`, `dim`, `input_size`, `source`, `weights_present`, `description`, `env_var`,
+        `layers` (block dimensions).
+
+    Example
+    -------
+    >>> [b["dim"] for b in dfc.list_backbones(pattern="effnet-lite0")]
+    [1280]
+    """
+    from deepfake_cli.backbones import list_backbones as run
+
+    return run(all=all, pattern=pattern, cached=cached)
+
+
+def list_classifiers() -> list[dict]:
+    """The classifiers `train` takes (`deepfake classifiers`), in the order of `classifier="all"`.
+
+    Returns
+    -------
+    list of dict
+        `name`, `description`, `scaled` (a StandardScaler goes in front), `capabilities`, `params`
+        (each `name`, `default`, `help`).
+
+    Example
+    -------
+    >>> "lda" in [c["name"] for c in dfc.list_classifiers()]
+    True
+    """
+    from deepfake_cli.classifiers import list_classifiers as run
+
+    return run()
+
+
+def list_reducers() -> list[dict]:
+    """The reducers `reduce` takes (`deepfake reducers`).
+
+    Returns
+    -------
+    list of dict
+        `name`, `description`, `capabilities`, `params` (each `name`, `default`, `help`).
+
+    Example
+    -------
+    >>> "pca" in [r["name"] for r in dfc.list_reducers()]
+    True
+    """
+    from deepfake_cli.reducers import list_reducers as run
+
+    return run()

@@ -1,0 +1,473 @@
+"""What a command may write: never over a file it reads, never over another kind of file without
+`--overwrite`, one writer per output, and a full disk as one line.
+
+Every command that writes declares its outputs and inputs once, with `writes(...)` on its stage function
+(or on its API function where that does the writing: `api.evaluate`, `api.predict`). Before the function runs:
+
+* an output that is an input (same resolved path, or same device and inode: a hard link or a symlink to
+  it), or an existing file lying in an input folder that the command would read (an image or a .tar
+  shard), is refused, even with `--overwrite`;
+* an existing output that is not the command's own kind of artifact (`artifact_kind`: our HDF5 feature
+  file, model, reducer, predictions CSV/JSONL, eval outputs) is refused unless `overwrite` is given; an
+  empty file counts as replaceable (it holds nothing to lose);
+* an output that must be a file but is a folder (or the reverse), and an output whose folder cannot be
+  written, are refused in one line before any work;
+* then `locks.output_lock` is taken on each output (as given on the command line: a folder's lock is
+  beside it), and the checks run again under the lock.
+While the function runs, a full disk (ENOSPC) becomes one `DeepfakeError` line that names the output,
+says the existing file is unchanged (every writer renames complete files into place) and, where the
+stage said how much it needs (`expect_bytes`), how many MB to free.
+
+A stage without an `overwrite` parameter gets one from the decorator (keyword only), so scripts pass
+`overwrite=True` as the CLI's `--overwrite` does.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import json
+import os
+import shutil
+import zipfile
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from deepfake_cli.errors import DeepfakeError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+PREDICTION_COLUMNS = ["path", "p_fake", "label", "model"]
+EVAL_FILES = ("eval.csv", "eval.json", "eval.md", "eval_images.csv")
+KIND_NAMES = {
+    "features": "deepfake-cli feature file (HDF5)",
+    "model": "deepfake-cli model file",
+    "reducer": "deepfake-cli reducer file",
+    "predictions": "predictions file of `deepfake predict` (CSV or JSON lines)",
+    "eval": "file written by `deepfake eval`",
+    "trials": "trials table of `deepfake reduce --search`",
+    "folder": "folder",
+}
+
+
+# ---------------------------------------------------------------------------------------------- kinds
+
+def artifact_kind(path) -> str | None:
+    """Which of this tool's artifacts an existing file is: "features", "model", "reducer",
+    "predictions", "eval", or None (not ours, unreadable, or not a file)."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            return None
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    if head.startswith(HDF5_SIGNATURE) or _is_hdf5(p, head):
+        return "features" if _hdf5_is_ours(p) else None
+    if head.startswith(b"PK"):
+        return _skops_kind(p)
+    text = head.decode("utf-8", errors="replace")
+    first = text.split("\n", 1)[0].strip()
+    if p.name in EVAL_FILES and _looks_like_eval(p.name, text, first):
+        return "eval"
+    if first.split(",")[:len(PREDICTION_COLUMNS)] == PREDICTION_COLUMNS:  # later columns: threshold, score, ...
+        return "predictions"
+    if first.startswith("trial,"):
+        return "trials"
+    if first.startswith("{"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return None
+        if isinstance(row, dict) and set(PREDICTION_COLUMNS) <= set(row):
+            return "predictions"
+    return None
+
+
+def _is_hdf5(p: Path, head: bytes) -> bool:
+    # the superblock may sit at 512, 1024, ... when a user block precedes it
+    if HDF5_SIGNATURE in head:
+        return True
+    try:
+        import h5py
+
+        return bool(h5py.is_hdf5(p))
+    except Exception:  # noqa: BLE001 -- an unreadable file is simply not ours
+        return False
+
+
+def _hdf5_is_ours(p: Path) -> bool:
+    try:
+        import h5py
+
+        from deepfake_cli.features import FORMAT
+
+        with h5py.File(p, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except Exception:  # noqa: BLE001 -- damaged beyond opening: not recognisably ours
+        return False
+
+
+def _skops_kind(p: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            content = json.loads(zf.read("schema.json"))["content"]
+        fmt = json.loads(content["format"]["content"])
+        kind = json.loads(content["kind"]["content"])
+    except Exception:  # noqa: BLE001 -- any zip that is not our archive
+        return None
+    return kind if fmt == "deepfake-cli" and kind in ("model", "reducer") else None
+
+
+def _looks_like_eval(name: str, text: str, first: str) -> bool:
+    if name == "eval.csv":
+        return first.startswith("model,classifier,backbone,")
+    if name == "eval_images.csv":
+        return first.startswith("model,features,test_dataset,")
+    if name == "eval.md":
+        return first == "# Evaluation"
+    return text.lstrip().startswith("[") and ('"test_dataset"' in text or text.strip() == "[]")
+
+
+def describe_file(path) -> str:
+    """What an existing file is, for refusals: "a deepfake-cli model file", "an image", ..."""
+    p = Path(path)
+    kind = artifact_kind(p)
+    if kind:
+        return "a " + KIND_NAMES[kind]
+    from deepfake_cli.data import is_image_file, is_tar_file
+
+    if p.is_dir():
+        return "a folder"
+    if is_image_file(p):
+        return "an image"
+    if is_tar_file(p):
+        return "a .tar shard"
+    return "a file that this command does not write"
+
+
+def is_feature_file(path) -> bool:
+    return artifact_kind(path) == "features"
+
+
+# ------------------------------------------------------------------------------------ identity checks
+
+def same_file(a, b) -> bool:
+    """True when `a` and `b` name the same file: equal resolved paths, or the same device and inode."""
+    try:
+        if Path(a).resolve() == Path(b).resolve():
+            return True
+        sa, sb = os.stat(a), os.stat(b)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError, RuntimeError):
+        return False
+
+
+def _read_by_folder(path: Path, folder: Path) -> bool:
+    """Would a command reading `folder` read the existing file `path` (an image or a .tar below it)?"""
+    from deepfake_cli.data import is_image_file, is_tar_file
+
+    return path.exists() and (is_image_file(path) or is_tar_file(path)) and _inside(path, folder)
+
+
+# ------------------------------------------------------------------------------------------- targets
+
+@dataclass
+class Target:
+    """One file (or folder) a command writes: `kind` is what may be replaced without --overwrite."""
+
+    path: Path
+    kind: str
+    option: str = "--out"
+    lock: Path | None = None   # the path whose lock guards it (default: `path`)
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+
+
+def check_targets(targets: list[Target], inputs: Iterable, overwrite: bool = False) -> None:
+    """Refuse (DeepfakeError, one line) any target that is an input, of another kind, or unwritable."""
+    inputs = [Path(i) for i in inputs if i not in (None, "")]
+    seen: dict[Path, Target] = {}
+    for t in targets:
+        key = t.path.resolve()
+        if key in seen and seen[key].option != t.option:
+            raise DeepfakeError(f"{seen[key].option} and {t.option} name the same file {t.path}; give two names.")
+        seen[key] = t
+        _check_one(t, inputs, overwrite)
+
+
+def _check_one(t: Target, inputs: list[Path], overwrite: bool) -> None:
+    p = t.path
+    if p.exists() and not (p.is_file() or p.is_dir()):  # a device, a fifo, a socket: never renamed over
+        raise DeepfakeError(f"{t.option} {p} is not a regular file; give a file name.")
+    if t.kind == "folder":
+        if p.exists() and not p.is_dir():
+            raise DeepfakeError(f"{t.option} {p} is a file; {t.option} names a folder here: give a folder name.")
+    elif p.is_dir():
+        raise DeepfakeError(f"{t.option} {p} is a folder; give a file name (e.g. {p / _example_name(t.kind)}).")
+    for i in inputs:
+        if p.exists() and same_file(p, i) or i.is_dir() and t.kind != "folder" and _read_by_folder(p, i):
+            what = "is read" if same_file(p, i) else f"lies in {i}, which is read"
+            raise DeepfakeError(f"{t.option} {p} {what} by this command; it never writes over its "
+                                "inputs: choose another name.")
+    if t.kind != "folder" and p.is_file() and not overwrite and os.path.getsize(p) > 0 and artifact_kind(p) != t.kind:
+        raise DeepfakeError(f"{t.option} {p} exists and is {describe_file(p)}, not a {KIND_NAMES[t.kind]}; "
+                            "pass --overwrite to replace it, or choose another name.")
+    _check_writable(p, t.option)
+
+
+def _example_name(kind: str) -> str:
+    return {"features": "features.h5", "model": "model.model", "reducer": "pca.reducer",
+            "predictions": "predictions.csv", "eval": "eval.csv"}.get(kind, "out")
+
+
+def _check_writable(p: Path, option: str) -> None:
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise DeepfakeError(f"{option} {p}: {folder} is a file, not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DeepfakeError(f"cannot write {p}: permission denied in {folder}.", exit_code=1)
+
+
+# --------------------------------------------------------------------------------------- full disk
+
+_NEED: dict[str, int] = {}
+
+
+def expect_bytes(out, n_bytes: int) -> None:
+    """Record how many bytes writing `out` still needs, for the 'free N MB' of a full-disk message."""
+    _NEED[str(Path(out).resolve())] = int(n_bytes)
+
+
+def check_space(out, n_bytes: int) -> None:
+    """Refuse before any work when `out`'s folder has less than `n_bytes` free (and remember the need)."""
+    from deepfake_cli.features import check_free_space
+
+    out = Path(out)
+    expect_bytes(out, n_bytes)
+    folder = out.parent if out.parent.exists() else Path(".")
+    check_free_space(folder, n_bytes, out)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left" in str(exc))
+
+
+def no_space_message(out) -> str:
+    out = Path(out)
+    need = _NEED.get(str(out.resolve()))
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = "some space"
+    if need:
+        try:
+            missing = need - shutil.disk_usage(folder).free
+        except OSError:
+            missing = need
+        free = f"{max(1, -(-missing // (1 << 20)))} MB"
+    return (f"no space left on device while writing {out}; the existing file is unchanged (finished work is "
+            f"kept to resume): free {free} in {folder} and rerun.")
+
+
+# -------------------------------------------------------------------------------------------- guard
+
+@contextmanager
+def guard(targets: list[Target], inputs: Iterable = (), overwrite: bool = False) -> Iterator[list[Target]]:
+    """Check the targets, hold their locks, and turn a full disk into one line, for the block."""
+    from deepfake_cli.locks import output_lock
+
+    inputs = list(inputs)
+    check_targets(targets, inputs, overwrite)
+    with ExitStack() as stack:
+        locked: set[Path] = set()
+        for t in targets:
+            lock = (t.lock or t.path).resolve()
+            if lock not in locked:
+                locked.add(lock)
+                stack.enter_context(output_lock(t.lock or t.path, KIND_NAMES.get(t.kind, "output")))
+        check_targets(targets, inputs, overwrite)  # again: another writer may have finished meanwhile
+        for t in targets:
+            remove_orphans(t)
+        try:
+            yield targets
+        except OSError as exc:
+            if targets and is_no_space(exc):
+                raise DeepfakeError(no_space_message(targets[0].path), exit_code=1) from None
+            raise
+        except DeepfakeError as exc:
+            # the feature writer's own full-disk line: say how much to free
+            if targets and is_no_space(exc.__context__) and str(exc).startswith("no space left"):
+                raise DeepfakeError(no_space_message(targets[0].path), exit_code=1) from None
+            raise
+
+
+def remove_orphans(t: Target) -> list[Path]:
+    """Delete the temporaries a killed writer of `t` left beside it (`.NAME.XXXXXXXX.partial` of
+    `fileio.atomic_path` and the artifact writer, `NAME.tmp-*` of the feature writer). Only under the
+    lock of `t`: a live writer's temporaries have the same names."""
+    import re
+
+    if t.kind == "folder" or not t.path.parent.is_dir():
+        return []
+    name = t.path.name
+    partial = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.partial")
+    removed = [p for p in t.path.parent.iterdir() if partial.fullmatch(p.name) and p.is_file()]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    if t.kind == "features":
+        from deepfake_cli.features import remove_orphaned_temporaries
+
+        removed += remove_orphaned_temporaries(t.path)
+    return removed
+
+
+def writes(targets: Callable[[dict], list[Target]], inputs: Callable[[dict], Iterable] = lambda a: ()):
+    """Decorate a function that writes outputs: `targets(args)` and `inputs(args)` get its bound
+    arguments (defaults applied) and say what it writes and reads; the call runs inside `guard`."""
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        own = "overwrite" in sig.parameters
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            overwrite = False if own else bool(kwargs.pop("overwrite", False))
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = dict(bound.arguments)
+            if own:
+                overwrite = bool(a.get("overwrite"))
+            with guard(targets(a), list(inputs(a)), overwrite):
+                return fn(*args, **kwargs)
+
+        if not own:
+            params = list(sig.parameters.values())
+            extra = inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=bool)
+            if params and params[-1].kind == inspect.Parameter.VAR_KEYWORD:
+                params.insert(len(params) - 1, extra)
+            else:
+                params.append(extra)
+            wrapper.__signature__ = sig.replace(parameters=params)
+        return wrapper
+
+    return deco
+
+
+# ------------------------------------------------------------------------- what each command writes
+
+def _spec_path(spec) -> str:
+    """The path of a dataset spec `[NAME=]PATH`."""
+    from deepfake_cli.data import parse_named_path
+
+    return parse_named_path(str(spec))[1]
+
+
+def extract_targets(a: dict) -> list[Target]:
+    return [Target(a["out"], "features")]
+
+
+def extract_inputs(a: dict) -> list:
+    return [_spec_path(s) for s in a.get("inputs") or []] + [a.get("real"), a.get("fake")]
+
+
+def train_targets(a: dict) -> list[Target]:
+    from deepfake_cli.artifacts import MODEL_SUFFIX
+    from deepfake_cli.classifiers import parse_classifier_names
+
+    out = Path(a["out"])
+    c = a["classifiers"]
+    names = parse_classifier_names(c if isinstance(c, str) else ",".join(c))
+    if len(names) > 1 and out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
+    if len(names) > 1 or out.is_dir():
+        return [Target(out / f"{n}{MODEL_SUFFIX}", "model", lock=out) for n in names]
+    return [Target(out, "model")]
+
+
+def train_inputs(a: dict) -> list:
+    return [a.get("features"), a.get("reducer")]
+
+
+def reduce_targets(a: dict) -> list[Target]:
+    t = [Target(a["out"], "reducer")]
+    if a.get("write_features"):
+        t.append(Target(a["write_features"], "features", "--write-features"))
+    if a.get("trials_out"):
+        t.append(Target(a["trials_out"], "trials", "--trials-out"))
+    return t
+
+
+def reduce_inputs(a: dict) -> list:
+    return [a.get("features")]
+
+
+def study_targets(a: dict) -> list[Target]:
+    return [Target(a["out_dir"], "folder")]
+
+
+def study_inputs(a: dict) -> list:
+    return []  # the config is copied into the folder as config.toml (the same text when it is that file)
+
+
+def eval_targets(a: dict) -> list[Target]:
+    out = a.get("out")
+    if out is None:
+        return []
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; eval writes {', '.join(EVAL_FILES)} into the folder --out "
+                            "names: give a folder name.")
+    return [Target(out / name, "eval", lock=out) for name in EVAL_FILES]
+
+
+def eval_inputs(a: dict) -> list:
+    from deepfake_cli.artifacts import model_paths
+
+    found = []
+    for m in list(a.get("models") or []) + list(a.get("features") or []):
+        try:
+            found.extend(model_paths(m) if Path(m).is_dir() else [m])
+        except DeepfakeError:
+            found.append(m)
+    return found
+
+
+def predict_targets(a: dict) -> list[Target]:
+    _refuse_feature_files(a.get("model"), a.get("paths") or [])
+    return [] if a.get("out") is None else [Target(a["out"], "predictions")]
+
+
+def predict_inputs(a: dict) -> list:
+    from deepfake_cli.artifacts import model_paths
+
+    model = a.get("model")
+    try:
+        models = model_paths(model) if model is not None and Path(model).is_dir() else [model]
+    except DeepfakeError:
+        models = [model]
+    return models + list(a.get("paths") or [])
+
+
+def _refuse_feature_files(model, paths) -> None:
+    if model is not None and is_feature_file(model):
+        raise DeepfakeError(f"{model} is a feature file (written by `deepfake extract`), not a model; score feature "
+                            f"files with `deepfake eval MODEL --features {model}`.")
+    for p in paths:
+        if is_feature_file(p):
+            raise DeepfakeError(f"{p} is a feature file, not an image; predict scores image files: use "
+                                f"`deepfake eval {model} --features {p}` to score feature files.")
