@@ -319,7 +319,11 @@ def test_cli_study_resumes(study):
     assert "0 trained" in res.output and "8 reused" in res.output
 
 
-def test_cli_draws_the_progress_the_study_reports(study, tmp_path):
+def test_cli_draws_the_progress_the_study_reports(study, tmp_path, monkeypatch):
+    from deepfake_cli.cli import study_cmds
+
+    # bars are drawn on a terminal only (a pipe or log file gets the summary lines): pretend to be one
+    monkeypatch.setattr(study_cmds.console, "_force_terminal", True)
     root, cfg, _, _ = study
     out = tmp_path / "out"
     shutil.copytree(root / "out", out)
