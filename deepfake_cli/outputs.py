@@ -48,6 +48,7 @@ KIND_NAMES = {
     "predictions": "predictions file of `deepfake predict` (CSV or JSON lines)",
     "eval": "file written by `deepfake eval`",
     "trials": "trials table of `deepfake reduce --search`",
+    "report": "report of `deepfake report`",
     "folder": "folder",
 }
 
@@ -77,6 +78,9 @@ def artifact_kind(path) -> str | None:
         return "predictions"
     if first.startswith("trial,"):
         return "trials"
+    if p.name == "report.md" and first == "# Detection study report" or \
+            p.name == "report.html" and "<title>Detection study report</title>" in text:
+        return "report"
     if first.startswith("{"):
         try:
             row = json.loads(first)
@@ -422,6 +426,19 @@ def study_targets(a: dict) -> list[Target]:
 
 def study_inputs(a: dict) -> list:
     return []  # the config is copied into the folder as config.toml (the same text when it is that file)
+
+
+def report_targets(a: dict) -> list[Target]:
+    out = Path(a["out_dir"])
+    if out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; report writes figures/, report.md and report.html into "
+                            "the folder --out names: give a folder name.")
+    # locked through report.md, not the folder: a study holds the folder's own lock while it reports
+    return [Target(out / name, "report", lock=out / "report.md") for name in ("report.md", "report.html")]
+
+
+def report_inputs(a: dict) -> list:
+    return [a.get("results_csv"), a.get("config_path")]
 
 
 def eval_targets(a: dict) -> list[Target]:

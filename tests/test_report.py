@@ -416,3 +416,22 @@ def test_a_results_table_missing_columns_names_them(tmp_path):
     (tmp_path / "r.csv").write_text(",".join(cols) + "\n" + ",".join("x" for _ in cols) + "\n")
     with pytest.raises(DeepfakeError, match=r"missing columns: kind, n\); report expects"):
         read_results(tmp_path / "r.csv")
+
+
+def test_report_never_writes_over_an_input_or_a_foreign_file(tmp_path):
+    _write_table(tmp_path / "results.csv")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.md").write_text("my own notes\n")
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "results.csv"), "--out", str(out)])
+    assert res.exit_code != 0 and "--overwrite" in res.output and "Traceback" not in res.output
+    assert (out / "report.md").read_text() == "my own notes\n"
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "results.csv"), "--out", str(out), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    # its own report is replaced without --overwrite; the results table is never an output
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "results.csv"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.md").read_text().startswith("# Detection study report")
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "results.csv"), "--out", str(tmp_path / "results.csv")])
+    assert res.exit_code != 0 and "is a file" in res.output
+    assert not (out / "report.md.lock").exists()

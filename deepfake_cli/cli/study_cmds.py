@@ -170,6 +170,8 @@ def report_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for figures/, report.md and report.html.")],
     config: Annotated[Optional[Path], typer.Option(
         "--config", help="Study TOML to embed in the report (default: config.toml beside RESULTS_CSV).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a report.md/report.html in --out that this tool "
+                                                 "did not write.")] = False,
 ) -> None:
     """Draw the study figures (PNG and SVG), report.md and a self-contained report.html from a results table.
 
@@ -177,7 +179,7 @@ def report_cmd(
     curves and score histograms."""
     from deepfake_cli.report import render_report
 
-    path = render_report(results, out, config_path=config)
+    path = render_report(results, out, config_path=config, overwrite=overwrite)
     console.print(f"report -> {path} and {path.with_name('report.html')} (figures in {Path(out) / 'figures'})",
                   highlight=False)
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from deepfake_cli.fileio import atomic_write_text
+from deepfake_cli.outputs import report_inputs, report_targets, writes
 from deepfake_cli.report.document import build_document
 from deepfake_cli.report.figures import FIGURE_FORMATS, MATRIX_CMAP, Figure, levels
 from deepfake_cli.report.html import html_report
@@ -40,6 +41,7 @@ def _find_config(results_csv: Path, config_path: str | os.PathLike | None) -> Pa
     return None
 
 
+@writes(report_targets, report_inputs)  # never over its inputs or a foreign file; one writer per --out
 def render_report(results_csv: str | os.PathLike, out_dir: str | os.PathLike,
                   config_path: str | os.PathLike | None = None) -> Path:
     """Draw DIR/figures/*.png|svg from `results_csv`, write DIR/report.md and DIR/report.html; returns
