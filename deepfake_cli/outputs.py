@@ -386,7 +386,22 @@ def extract_targets(a: dict) -> list[Target]:
 
 
 def extract_inputs(a: dict) -> list:
-    return [_spec_path(s) for s in a.get("inputs") or []] + [a.get("real"), a.get("fake")]
+    return _with_listed([_spec_path(s) for s in a.get("inputs") or []] + [a.get("real"), a.get("fake")])
+
+
+def _with_listed(paths: list) -> list:
+    """`paths` plus the images that `.txt`/`.csv` lists among them name: those are read too, so no output
+    may land on one. A list that cannot be read is left to the command itself to report."""
+    from deepfake_cli.data.lists import is_list_file, read_list
+
+    out = list(paths)
+    for p in paths:
+        if p and is_list_file(p) and Path(p).is_file():
+            try:
+                out.extend(e.path for e in read_list(p).entries)
+            except DeepfakeError:
+                pass
+    return out
 
 
 def train_targets(a: dict) -> list[Target]:
@@ -477,7 +492,9 @@ def predict_inputs(a: dict) -> list:
         models = model_paths(model) if model is not None and Path(model).is_dir() else [model]
     except DeepfakeError:
         models = [model]
-    return models + list(a.get("paths") or [])
+    paths = a.get("paths")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or []) if isinstance(paths, (list, tuple)) else []
+    return models + _with_listed([p for p in paths if isinstance(p, (str, os.PathLike))])
 
 
 def _refuse_feature_files(model, paths) -> None:

@@ -519,3 +519,24 @@ def test_temporaries_of_killed_writers_are_removed_under_the_lock(trained, tmp_p
         res = runner.invoke(app, [str(a) for a in args])
         assert res.exit_code == 0, res.output
     assert [p for p in litter if p.exists()] == [] and keep.exists()
+
+
+def test_no_output_lands_on_an_image_named_in_a_list(tmp_path):
+    from typer.testing import CliRunner
+
+    from deepfake_cli.cli import app
+    from tests.conftest import copy_subset, example_set
+
+    data = copy_subset(example_set("cifake_sd14"), tmp_path / "imgs", 2)
+    images = sorted(data.rglob("*.jpg"))
+    lst = tmp_path / "lists" / "l.csv"
+    lst.parent.mkdir()
+    lst.write_text("path,label\n" + "".join(f"../imgs/{p.relative_to(data).as_posix()},{p.parent.name}\n"
+                                            for p in images))
+    before = images[0].read_bytes()
+    for args in (["extract", f"x={lst}", "--backbone", "lowlevel", "--out", str(images[0])],
+                 ["predict", str(tmp_path / "m.model"), str(lst), "--out", str(images[0])]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code != 0 and "is read by this command" in res.output, res.output
+        assert "Traceback" not in res.output
+    assert images[0].read_bytes() == before
