@@ -16,13 +16,14 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepfake_cli.classifiers import register_classifier
+from deepfake_cli.classifiers._softmax import SoftmaxOutputsMixin
 from deepfake_cli.registry import Entry, Param
 from deepfake_cli.torch_threads import small_torch_threads
 
 GATES = ("gated", "mean")
 
 
-class FusionClassifier(ClassifierMixin, BaseEstimator):
+class FusionClassifier(SoftmaxOutputsMixin, ClassifierMixin, BaseEstimator):
     """Per-backbone projections combined by a learned gate, then a linear classifier.
 
     `members`: ((name, number of columns), ...) in column order; None treats all columns as one member
@@ -170,19 +171,6 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         fused = sum(A[:, [i]] * h for i, h in enumerate(H))
         return fused @ self.out_weight_.T + self.out_bias_
 
-    def decision_function(self, X):
-        logits = self._logits(X)
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
-    def predict_proba(self, X):
-        logits = self._logits(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        logits = self._logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]
 
 
 def _build_net(slices, proj_dim: int, n_classes: int, dropout: float, gate: str):

@@ -12,11 +12,12 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepfake_cli.classifiers import register_classifier
+from deepfake_cli.classifiers._softmax import SoftmaxOutputsMixin
 from deepfake_cli.registry import Entry, Param
 from deepfake_cli.torch_threads import small_torch_threads
 
 
-class LinearProbe(ClassifierMixin, BaseEstimator):
+class LinearProbe(SoftmaxOutputsMixin, ClassifierMixin, BaseEstimator):
     """Logistic-regression-like linear layer trained with cross-entropy (AdamW, full batch) in PyTorch.
 
     Full-batch training on a few thousand feature vectors is fast and, unlike mini-batches, gives the same
@@ -75,20 +76,6 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return X @ self.coef_.T + self.intercept_
 
-    def decision_function(self, X):
-        logits = self._logits(X)
-        # two classes: the margin of class 1 over class 0, as scikit-learn's binary classifiers give it
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
-    def predict_proba(self, X):
-        logits = self._logits(X)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        logits = self._logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]
 
 
 register_classifier(Entry(
