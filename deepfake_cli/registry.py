@@ -140,6 +140,42 @@ def import_modules(package: str, path: Iterable[str], first: Iterable[str] = ())
         importlib.import_module(f"{package}.{name}")
 
 
+def lazy_class(module: str, name: str) -> Callable[..., Any]:
+    """An entry factory that imports `module` (and so scikit-learn or torch) only when it builds one."""
+
+    def build(**kwargs):
+        return getattr(importlib.import_module(module), name)(**kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    return build
+
+
+def lazy_attributes(module: str, *names: str) -> Callable[[str], Any]:
+    """A module-level `__getattr__` (PEP 562) serving `names` from `module`, imported on first use: a
+    registry module keeps its estimator's public name without importing it when the package is listed."""
+
+    def __getattr__(attr: str):
+        if attr in names:
+            return getattr(importlib.import_module(module), attr)
+        raise AttributeError(f"module has no attribute {attr!r}")
+
+    return __getattr__
+
+
+def public_module(name: str) -> Callable[[type], type]:
+    """Class decorator: the module a class is saved under (skops and pickle record `__module__`).
+
+    An estimator implemented in a private module (`_pca.py`) keeps the name its model files have always
+    used (`deepfake_cli.reducers.pca.PCAReducer`); that module serves it through `lazy_attributes`.
+    """
+
+    def mark(cls: type) -> type:
+        cls.__module__ = name
+        return cls
+
+    return mark
+
+
 def split_pair(pair: str) -> tuple[str, str]:
     """`"key=value"` -> `("key", "value")`; DeepfakeError for anything else."""
     key, sep, value = str(pair).partition("=")
@@ -179,6 +215,16 @@ def int_tuple(text) -> tuple[int, ...]:
         return tuple(int(v) for v in str(text).split(",") if v.strip())
     except ValueError:
         raise ValueError(f"expected comma-separated integers such as 512,128, not {text!r}") from None
+
+
+def float_tuple(text) -> tuple[float, ...]:
+    """`"0,0.1,0.2"` -> `(0.0, 0.1, 0.2)` (tuples and lists pass through as floats)."""
+    if isinstance(text, (tuple, list)):
+        return tuple(float(v) for v in text)
+    try:
+        return tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers such as 0,0.1,0.2, not {text!r}") from None
 
 
 def boolean(text: str) -> bool:

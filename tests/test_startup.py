@@ -61,6 +61,40 @@ def test_backbones_listing_loads_no_torch():
     assert _loaded_after("from deepfake_cli.backbones import get_config; get_config('effnet-lite0')") == []
 
 
+@pytest.mark.parametrize("args", [["classifiers"], ["reducers"], ["classifiers", "--json"], ["reducers", "--json"]])
+def test_classifier_and_reducer_listings_load_no_scikit_learn(args):
+    """The registries hold names, parameters and factories; the estimators (and scikit-learn, torch) are
+    imported only when one is built or a model file is loaded."""
+    assert _loaded_after(_cli(args)) == []
+
+
+def test_estimator_names_of_model_files_still_resolve():
+    """Model files name their estimators by the public module (and 0.1.0 files by the package): both
+    resolve, to the one class, and a fitted estimator is saved under that public name."""
+    code = textwrap.dedent("""
+        import importlib
+        names = ["deepfake_cli.classifiers.LinearProbe", "deepfake_cli.classifiers.linear_probe.LinearProbe",
+                 "deepfake_cli.classifiers.fusion.FusionClassifier", "deepfake_cli.classifiers.zero_shot.ZeroShotClassifier",
+                 "deepfake_cli.reducers.PCAReducer", "deepfake_cli.reducers.pca.PCAReducer",
+                 "deepfake_cli.reducers.IdentityReducer", "deepfake_cli.reducers.identity.IdentityReducer",
+                 "deepfake_cli.reducers.AutoencoderReducer", "deepfake_cli.reducers.autoencoder.AutoencoderReducer",
+                 "deepfake_cli.reducers.prompts.PromptSimilarities", "deepfake_cli.reducers.search.AutoencoderSearch"]
+        for full in names:
+            module, _, name = full.rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
+            home = cls.__module__ + "." + cls.__qualname__
+            assert getattr(importlib.import_module(cls.__module__), cls.__qualname__) is cls, full
+            assert home.count("._") == 0, home  # saved under a public module, never the private one
+        print("ok")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    import deepfake_cli.reducers as reducers
+
+    with pytest.raises(AttributeError):
+        reducers.NoSuchReducer  # noqa: B018
+
+
 def test_info_loads_h5py_only(tmp_path):
     from deepfake_cli.extract import extract
 

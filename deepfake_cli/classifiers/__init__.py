@@ -11,7 +11,7 @@ the model-file allowlist, and its capabilities (`scaled`: train puts a StandardS
 from __future__ import annotations
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.registry import Entry, Param, Registry, import_modules, split_pair
+from deepfake_cli.registry import Entry, Param, Registry, import_modules, lazy_attributes, split_pair
 
 CLASSIFIERS = Registry("classifier")
 
@@ -86,8 +86,9 @@ def needs_scaling(name: str) -> bool:
 # every module of this package registers its classifiers; adding one is adding a file
 import_modules(__name__, __path__)
 
-# model files of 0.1.0 name the probe `deepfake_cli.classifiers.LinearProbe`; skops resolves that here
-from deepfake_cli.classifiers.linear_probe import LinearProbe  # noqa: E402
+# model files of 0.1.0 name the probe `deepfake_cli.classifiers.LinearProbe`; skops resolves that here (lazily:
+# listing the classifiers imports no scikit-learn)
+__getattr__ = lazy_attributes("deepfake_cli.classifiers._linear_probe", "LinearProbe")
 
 __all__ = ["CLASSIFIERS", "Entry", "LinearProbe", "Param", "classifier_names", "create_classifier",
            "list_classifiers", "needs_scaling", "parse_classifier_names", "parse_classifier_params",

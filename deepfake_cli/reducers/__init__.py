@@ -9,6 +9,8 @@ the skops types it adds to the allowlist and its capabilities (`random_state`, `
 
 from __future__ import annotations
 
+import importlib
+
 from deepfake_cli.registry import Entry, Param, Registry, import_modules
 
 REDUCERS = Registry("reducer")
@@ -37,10 +39,15 @@ def reducer_names() -> list[str]:
 # the built-ins first, in the order they have always been listed (study grids follow it); then any other file
 import_modules(__name__, __path__, first=("identity", "pca", "autoencoder"))
 
-# reducer files of 0.1.0 name these classes `deepfake_cli.reducers.<Class>`; skops resolves them here
-from deepfake_cli.reducers.autoencoder import AutoencoderReducer  # noqa: E402
-from deepfake_cli.reducers.identity import IdentityReducer  # noqa: E402
-from deepfake_cli.reducers.pca import PCAReducer  # noqa: E402
+# reducer files of 0.1.0 name these classes `deepfake_cli.reducers.<Class>`; skops resolves them here (lazily:
+# listing the reducers imports no scikit-learn)
+_LEGACY = {"AutoencoderReducer": "_autoencoder", "IdentityReducer": "_identity", "PCAReducer": "_pca"}
+
+
+def __getattr__(name: str):
+    if name in _LEGACY:
+        return getattr(importlib.import_module(f"{__name__}.{_LEGACY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["REDUCERS", "AutoencoderReducer", "Entry", "IdentityReducer", "PCAReducer", "Param", "create_reducer",
            "list_reducers", "reducer_names", "register_reducer"]

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
-
 from deepfake_cli.reducers import register_reducer
-from deepfake_cli.reducers._base import ReducerMixin
-from deepfake_cli.registry import Entry
+from deepfake_cli.registry import Entry, lazy_attributes, lazy_class
 
-
-class IdentityReducer(ReducerMixin, TransformerMixin, BaseEstimator):
-    """Returns its input (validated, never copied or converted when already a numeric array)."""
-
-    def fit(self, X, y=None):
-        X = validate_data(self, X)
-        self.n_components_ = self.n_features_in_
-        return self
-
-    def transform(self, X):
-        check_is_fitted(self, "n_features_in_")
-        return validate_data(self, X, reset=False)
-
-    def inverse_transform(self, X):
-        check_is_fitted(self, "n_features_in_")
-        return validate_data(self, X, reset=False)
-
+# the estimator lives in _identity.py, imported (with scikit-learn) only when one is built or
+# loaded, so listing the reducers stays fast; model files name it as a class of this module
+__getattr__ = lazy_attributes("deepfake_cli.reducers._identity", "IdentityReducer")
 
 register_reducer(Entry(
-    "none", "no reduction: features pass through unchanged", IdentityReducer,
-    trusted_types=frozenset({f"{IdentityReducer.__module__}.{IdentityReducer.__qualname__}"})))
+    "none", "no reduction: features pass through unchanged", lazy_class("deepfake_cli.reducers._identity", "IdentityReducer"),
+    trusted_types=frozenset({"deepfake_cli.reducers.identity.IdentityReducer"})))

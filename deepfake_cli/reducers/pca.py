@@ -2,62 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
-
 from deepfake_cli.reducers import register_reducer
-from deepfake_cli.reducers._base import ReducerMixin
-from deepfake_cli.registry import Entry, Param, optional
+from deepfake_cli.registry import Entry, Param, lazy_attributes, lazy_class, optional
 
-
-class PCAReducer(ReducerMixin, TransformerMixin, BaseEstimator):
-    """Keep `dim` components, or as many as explain `variance` (0..1) of the variance (default: 64 or fewer)."""
-
-    def __init__(self, dim: int | None = None, variance: float | None = None, random_state: int | None = 0):
-        self.dim = dim
-        self.variance = variance
-        self.random_state = random_state
-
-    def fit(self, X, y=None):
-        from sklearn.decomposition import PCA
-
-        X = validate_data(self, X, dtype=np.float64)
-        limit = min(X.shape)
-        if self.dim is not None and self.variance is not None:
-            raise ValueError("give either dim or variance, not both")
-        if self.dim is not None:
-            if not 1 <= self.dim <= limit:
-                # the n_samples/n_features wording is what scikit-learn's estimator checks look for
-                raise ValueError(f"dim must be between 1 and {limit} for PCA (images: n_samples = {X.shape[0]}, "
-                                 f"features: n_features = {X.shape[1]}), got {self.dim}")
-            n = int(self.dim)
-        elif self.variance is not None:
-            if not 0 < self.variance < 1:
-                raise ValueError(f"variance must be between 0 and 1 (exclusive), got {self.variance}")
-            n = float(self.variance)
-        else:
-            n = min(limit, 64)
-        self.pca_ = PCA(n_components=n, svd_solver="full", random_state=self.random_state).fit(X)
-        self.n_components_ = int(self.pca_.n_components_)
-        self.explained_variance_ratio_ = float(np.sum(self.pca_.explained_variance_ratio_))
-        return self
-
-    def transform(self, X):
-        check_is_fitted(self, "pca_")
-        return self.pca_.transform(validate_data(self, X, reset=False, dtype=np.float64))
-
-    def inverse_transform(self, X):
-        check_is_fitted(self, "pca_")
-        return self.pca_.inverse_transform(np.asarray(X, dtype=np.float64))
-
+# the estimator lives in _pca.py, imported (with scikit-learn) only when one is built or
+# loaded, so listing the reducers stays fast; model files name it as a class of this module
+__getattr__ = lazy_attributes("deepfake_cli.reducers._pca", "PCAReducer")
 
 register_reducer(Entry(
-    "pca", "principal component analysis", PCAReducer,
+    "pca", "principal component analysis", lazy_class("deepfake_cli.reducers._pca", "PCAReducer"),
     params=(Param("dim", None, "components to keep (default: 64, or fewer when there are fewer images or "
                                "features)", optional(int)),
             Param("variance", None, "instead of dim: keep the fewest components explaining this fraction (0..1)",
                   optional(float))),
-    trusted_types=frozenset({f"{PCAReducer.__module__}.{PCAReducer.__qualname__}",
+    trusted_types=frozenset({"deepfake_cli.reducers.pca.PCAReducer",
                              "sklearn.decomposition._pca.PCA"}),
     capabilities=frozenset({"random_state"})))
