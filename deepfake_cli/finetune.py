@@ -6,10 +6,10 @@ models.
 
 * Data and splits: the same datasets as `extract` (`NAME=PATH ...`, `--real/--fake/--name`), and the
   same content-hash splits as `train` on a feature file of them: every readable labelled image is
-  hashed (exactly the rows `extract` would write), `splits.heldout_split` holds out `test_size` of
-  each dataset, a seeded `val_size` of the rest (rng [seed, 1]) is the validation part, the remaining
-  fit part trains the network. So `finetune A=.. B=.. --test-size T --seed S` holds out exactly the
-  images that `extract A=.. B=..` + `train --test-size T --seed S` would.
+  hashed (exactly the rows `extract` would write), then `splits.train_val_split` (the split `train`
+  makes) holds out `test_size` of each dataset, a seeded `val_size` of the rest (rng [seed, 1]) is the
+  validation part, the remaining fit part trains the network. So `finetune A=.. B=.. --test-size T
+  --seed S` holds out exactly the images that `extract A=.. B=..` + `train --test-size T --seed S` would.
 * Training: SGD with momentum, cross-entropy, the augmentation (`transforms.Transform` specs) drawn
   afresh each epoch but seeded by (seed, epoch, image), a seeded shuffle per epoch and a seeded torch
   RNG per epoch (dropout): a run resumed from a checkpoint gives the same result as one never stopped.
@@ -46,7 +46,7 @@ from deepfake_cli.features import FeatureSet
 from deepfake_cli.fileio import atomic_path
 from deepfake_cli.locks import output_lock
 from deepfake_cli.scoring import binary_scores, choose_threshold
-from deepfake_cli.splits import heldout_split, split_groups
+from deepfake_cli.splits import TrainSplit, train_val_split
 from deepfake_cli.transforms import Transform, normalize_transform
 
 CHECKPOINT_FORMAT = "deepfake-cli/finetune-checkpoint"
@@ -275,36 +275,13 @@ def _images_digest(images: _Images) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
-@dataclass
-class _Split:
-    tr_idx: np.ndarray     # the training part (fit + validation)
-    fit_idx: np.ndarray    # what the network is trained on
-    val_idx: np.ndarray    # picks the best epoch and the threshold
-    test_mask: np.ndarray  # held out for `eval`
-
-
-def _check_classes(y: np.ndarray, datasets: list[str]) -> None:
-    n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
-    if n_real == 0 or n_fake == 0:
-        raise DeepfakeError(f"Fine-tuning needs labelled real and fake images; datasets {', '.join(datasets)} have "
-                            f"{n_real} real and {n_fake} fake for training.")
-
-
-def _split(images: _Images, test_size: float, val_size: float, seed: int, names: list[str]) -> _Split:
+def _split(images: _Images, test_size: float, val_size: float, seed: int, names: list[str]) -> TrainSplit:
     """The held-out, validation and fit parts, exactly as `train` splits a feature file of these images
-    (train.py `_split`; tests/test_finetune.py checks that the two agree)."""
+    (`splits.train_val_split`; tests/test_finetune.py checks that the two agree)."""
     fs = images.featureset()
     if not len(fs):
         raise DeepfakeError(f"No readable labelled images in {', '.join(names)}.")
-    train_mask, test_mask = heldout_split(fs, test_size, seed)
-    _check_classes(fs.y[train_mask], names)
-    tr_idx = np.flatnonzero(train_mask)
-    val_rng = np.random.default_rng([int(seed), 1])
-    val_local = split_groups(fs.sha256[tr_idx], fs.y[tr_idx], val_size, val_rng)
-    val_hashes = set(fs.sha256[tr_idx[val_local]].tolist())
-    fit_idx = tr_idx[~np.isin(fs.sha256[tr_idx], list(val_hashes))]
-    _check_classes(fs.y[fit_idx], names)
-    return _Split(tr_idx, fit_idx, tr_idx[val_local], test_mask)
+    return train_val_split(fs, test_size, val_size, seed, names, stage="Fine-tuning")
 
 
 # --- the network and one epoch -------------------------------------------------------------------------
@@ -337,7 +314,7 @@ class _Run:
     """The data side of training: per-epoch shuffles and augmentations, validation scoring."""
 
     def __init__(self, spec, size: int, augment: str, seed: int, batch_size: int, micro_batch: int | None,
-                 device, workers, images: _Images, split: _Split):
+                 device, workers, images: _Images, split: TrainSplit):
         from deepfake_cli.backbones.base import make_transform
         from deepfake_cli.backbones.finetuned import trunk_config
 
@@ -536,23 +513,50 @@ def _summary_of(meta: dict, model_path: Path, trunk_path: Path, skipped, warning
                            device=ft.get("device", "cpu"), seconds=seconds, skipped=skipped, warnings=warnings)
 
 
-def _finish(net, spec, run: _Run, images: _Images, split: _Split, signature: dict, history: list, best_epoch: int,
-            model_path: Path, trunk_path: Path, datasets, progress: FinetuneProgress, workers) -> FinetuneSummary:
+def _finish(net, spec, run: _Run, images: _Images, split: TrainSplit, signature: dict, history: list,
+            best_epoch: int, model_path: Path, trunk_path: Path, datasets, progress: FinetuneProgress,
+            workers) -> FinetuneSummary:
     """Write the trunk, score validation through it as eval/predict would, write the model."""
-    from sklearn.pipeline import Pipeline
-
-    from deepfake_cli.backbones.finetuned import backbone_name, save_trunk
-    from deepfake_cli.backbones.weights import weights_id
-    from deepfake_cli.classifiers.linear_probe import LinearProbe
+    from deepfake_cli.backbones.finetuned import backbone_name
 
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     names = [d.name for d in datasets]
     progress.finishing("trunk")
+    _write_trunk(net, spec, run, signature, history, best_epoch, model_path, trunk_path, names, created)
+    pipe = _head_pipeline(net, signature, history, best_epoch)
+
+    progress.finishing("validation")
+    backbone = backbone_name(trunk_path)
+    threshold, validation, notes = _validation_threshold(pipe, backbone, images, split, run, workers)
+    split_meta = _split_meta(images, split, names, signature)
+    summary = FinetuneSummary(model=model_path, trunk=trunk_path, backbone=backbone, arch=spec.name,
+                              epochs=len(history), best_epoch=best_epoch, threshold=float(threshold),
+                              validation=validation, history=history, n_fit=int(len(split.fit_idx)),
+                              n_val=int(len(split.val_idx)), heldout=split_meta["n_heldout"])
+    meta = _model_meta(summary, spec, run, signature, split_meta, notes, created)
+    progress.finishing("model")
+    save_model(model_path, pipe, meta)
+    return summary
+
+
+def _write_trunk(net, spec, run: _Run, signature: dict, history: list, best_epoch: int, model_path: Path,
+                 trunk_path: Path, names: list[str], created: str) -> None:
+    """The trained trunk as `finetuned:PATH` loads it, with what made it, atomically."""
+    from deepfake_cli.backbones.finetuned import save_trunk
+
     trunk_meta = {"epochs": len(history), "best_epoch": best_epoch, "start_weights_id": signature["start_weights_id"],
                   "augment": signature["augment"], "train_datasets": names, "model_file": model_path.name,
                   "created": created, "tool_version": __version__}
     with atomic_path(trunk_path) as tmp:
         save_trunk(tmp, spec, net.trunk, run.config.preprocessing, trunk_meta)
+
+
+def _head_pipeline(net, signature: dict, history: list, best_epoch: int):
+    """The trained two-class layer as a fitted LinearProbe in the Pipeline shape every model file has."""
+    from sklearn.pipeline import Pipeline
+
+    from deepfake_cli.classifiers.linear_probe import LinearProbe
+
     head = LinearProbe(epochs=len(history), lr=signature["lr"], weight_decay=signature["weight_decay"],
                        random_state=signature["seed"], device="cpu")
     head.classes_ = np.array([0, 1])
@@ -560,10 +564,13 @@ def _finish(net, spec, run: _Run, images: _Images, split: _Split, signature: dic
     head.intercept_ = net.head.bias.detach().cpu().numpy().astype(np.float64)
     head.n_features_in_ = int(head.coef_.shape[1])
     head.final_loss_ = float(history[best_epoch - 1]["loss"])
-    pipe = Pipeline([("reduce", "passthrough"), ("scale", "passthrough"), ("clf", head)])
+    return Pipeline([("reduce", "passthrough"), ("scale", "passthrough"), ("clf", head)])
 
-    progress.finishing("validation")
-    backbone = backbone_name(trunk_path)
+
+def _validation_threshold(pipe, backbone: str, images: _Images, split: TrainSplit, run: _Run,
+                          workers) -> tuple[float, dict, list[str]]:
+    """(threshold, validation scores, notes): the threshold is chosen on p_fake of the validation part
+    computed through the written trunk, so it matches what eval/predict will compute."""
     y_val = images.y[split.val_idx]
     notes = []
     if len(split.val_idx) and len(set(y_val.tolist())) == 2:
@@ -577,38 +584,48 @@ def _finish(net, spec, run: _Run, images: _Images, split: _Split, signature: dic
         notes.append("too few images for a validation part with both classes; threshold fixed at 0.5 and the "
                      "last epoch kept")
     validation["threshold"] = threshold
+    return threshold, validation, notes
 
+
+def _split_meta(images: _Images, split: TrainSplit, names: list[str], signature: dict) -> dict:
+    """The split keys `train` writes into a model, so `eval` scores only held-out images."""
     test_mask, tr_idx = split.test_mask, split.tr_idx
-    meta = {
-        "backbone": backbone, "dim": int(spec.source.dim), "input_dim": int(spec.source.dim), "layers": "last",
-        "weights_id": weights_id(trunk_path), "preprocessing": dict(run.config.preprocessing, align=None),
-        "transform": signature["augment"], "feature_seed": int(signature["seed"]), "align": None,
-        "reducer": {"method": "none"}, "features_reduced_by": None,
-        "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
+    return {
         "train_datasets": names,
         "heldout_sha256": {d: sorted(set(images.sha256[test_mask & (images.dataset == d)].tolist())) for d in names},
         "train_sha256": sorted(set(images.sha256[tr_idx].tolist())),
         "n_train": int(len(tr_idx)), "n_fit": int(len(split.fit_idx)), "n_val": int(len(split.val_idx)),
         "n_heldout": {d: int((test_mask & (images.dataset == d)).sum()) for d in names},
         "test_size": signature["test_size"], "val_size": signature["val_size"], "split_seed": signature["seed"],
+    }
+
+
+def _model_meta(summary: FinetuneSummary, spec, run: _Run, signature: dict, split_meta: dict, notes: list,
+                created: str) -> dict:
+    """The model file's metadata: everything `train` writes (so eval/predict accept it) plus the run's history."""
+    from deepfake_cli.backbones.weights import weights_id
+
+    # key order as before the split into helpers, so the written JSON is unchanged
+    return {
+        "backbone": summary.backbone, "dim": int(spec.source.dim), "input_dim": int(spec.source.dim),
+        "layers": "last", "weights_id": weights_id(summary.trunk),
+        "preprocessing": dict(run.config.preprocessing, align=None),
+        "transform": signature["augment"], "feature_seed": int(signature["seed"]), "align": None,
+        "reducer": {"method": "none"}, "features_reduced_by": None,
+        "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
+        **split_meta,
         "features_file": None, "features_created": None, "tool_version": __version__,
-        "name": model_path.stem, "classifier": "finetune",
+        "name": summary.model.stem, "classifier": "finetune",
         "classifier_params": {"arch": spec.name, "optimizer": "sgd", "lr": signature["lr"],
                               "momentum": signature["momentum"], "weight_decay": signature["weight_decay"],
                               "batch_size": signature["batch_size"], "micro_batch": signature["micro_batch"],
                               "epochs": signature["epochs"],
                               "size": signature["size"], "augment": signature["augment"]},
-        "threshold": float(threshold), "threshold_rule": "max balanced accuracy on validation p_fake",
-        "validation": validation, "notes": notes, "created": created,
-        "finetune": {"arch": spec.name, "trunk_file": str(trunk_path.resolve()), "best_epoch": best_epoch,
-                     "history": history, "device": str(run.device), "signature": signature},
+        "threshold": summary.threshold, "threshold_rule": "max balanced accuracy on validation p_fake",
+        "validation": summary.validation, "notes": notes, "created": created,
+        "finetune": {"arch": spec.name, "trunk_file": str(summary.trunk.resolve()), "best_epoch": summary.best_epoch,
+                     "history": summary.history, "device": str(run.device), "signature": signature},
     }
-    progress.finishing("model")
-    save_model(model_path, pipe, meta)
-    return FinetuneSummary(model=model_path, trunk=trunk_path, backbone=backbone, arch=spec.name,
-                           epochs=len(history), best_epoch=best_epoch, threshold=float(threshold),
-                           validation=validation, history=history, n_fit=int(len(split.fit_idx)),
-                           n_val=int(len(split.val_idx)), heldout=meta["n_heldout"])
 
 
 def _embed(backbone: str, items: list, batch_size: int, device, workers) -> np.ndarray:
