@@ -66,7 +66,7 @@ def artifact_kind(path) -> str | None:
             head = fh.read(4096)
     except OSError:
         return None
-    if head.startswith(HDF5_SIGNATURE) or _is_hdf5(p, head):
+    if is_hdf5(p, head):
         return "features" if _hdf5_is_ours(p) else None
     if head.startswith(b"PK"):
         return _skops_kind(p)
@@ -91,7 +91,8 @@ def artifact_kind(path) -> str | None:
     return None
 
 
-def _is_hdf5(p: Path, head: bytes) -> bool:
+def is_hdf5(p: Path, head: bytes) -> bool:
+    """Is `p` (whose first bytes are `head`) an HDF5 file, ours or not?"""
     # the superblock may sit at 512, 1024, ... when a user block precedes it
     if HDF5_SIGNATURE in head:
         return True

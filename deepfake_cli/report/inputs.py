@@ -1,4 +1,9 @@
-"""Reading the results table, and saying in one line what a file is when it is not one."""
+"""Reading the results table, and saying in one line what a file is when it is not one.
+
+Our own artifacts (feature files, models, reducers) and HDF5 in general are recognised by
+`outputs.artifact_kind` / `outputs.is_hdf5`, the sniffing every command's output checks use; this module
+only adds the wording for the report and the common formats nobody passes on purpose (images, archives).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.outputs import artifact_kind, is_hdf5
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
 TEXT_COLUMNS = {"model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
@@ -21,8 +27,11 @@ REQUIRED = {"classifier", "backbone", "reducer", "train_datasets", "test_dataset
 NUMERIC_REQUIRED = ("n", "accuracy")
 EXPECTS = "report expects a results table: results.csv of `deepfake study` or eval.csv of `deepfake eval`"
 
+_HDF5 = "an HDF5 file (feature files of `deepfake extract` are HDF5)"
+_SKOPS = "a model or reducer file (a skops archive of `deepfake train` or `deepfake reduce`)"
+# our artifacts that cannot be a results table; the rest (eval.csv, predictions, ...) are told apart below
+_OUR_KINDS = {"features": _HDF5, "model": _SKOPS, "reducer": _SKOPS}
 _MAGIC = [  # (offset, bytes, what the file is)
-    (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file (feature files of `deepfake extract` are HDF5)"),
     (0, b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (0, b"\xff\xd8\xff", "a JPEG image"),
     (0, b"GIF8", "a GIF image"),
@@ -40,13 +49,15 @@ _CONFIG_SECTION = re.compile(r"^\s*\[(study|grid|datasets)\]\s*$", re.MULTILINE)
 
 def describe_file(path: Path) -> str | None:
     """What `path` is when it cannot be a CSV results table ("an HDF5 file ..."), else None."""
+    kind = artifact_kind(path)
+    if kind in _OUR_KINDS:
+        return _OUR_KINDS[kind]
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if not head:
         return "an empty file"
-    for sig_at in (512, 1024, 2048):  # HDF5 allows a user block before its signature
-        if head[sig_at:sig_at + 8] == b"\x89HDF\r\n\x1a\n":
-            return _MAGIC[0][2]
+    if is_hdf5(path, head):  # not ours (no feature-file format attribute), still HDF5
+        return _HDF5
     for offset, magic, what in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
             return what
@@ -78,8 +89,8 @@ def _describe_zip(path: Path) -> str:
             names = set(zf.namelist())
     except (zipfile.BadZipFile, OSError):
         return "a damaged zip archive"
-    if "schema.json" in names:
-        return "a model or reducer file (a skops archive of `deepfake train` or `deepfake reduce`)"
+    if "schema.json" in names:  # a skops archive that artifact_kind could not read as ours (damaged, foreign)
+        return _SKOPS
     return "a zip archive"
 
 
