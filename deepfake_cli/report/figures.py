@@ -362,9 +362,34 @@ def _panels(plt, n: int, width: float = 3.6, height: float = 3.3):
     return mpl_fig, axes.ravel()
 
 
-def _fig_roc(rows, plt, pool: Pooling):
-    from sklearn.metrics import roc_auc_score, roc_curve
+_NO_SCORES = ("no per-image scores beside the results table (a study keeps them in cells/images/, "
+              "eval in eval_images.csv).")
 
+
+def _per_test_set(fig: Figure, sel: list[dict], plt, pool: Pooling, panel, *, xlabel: str, ylabel: str,
+                  legend_loc: str, count_cells: bool = False, height: float = 3.3):
+    """The layout the per-image-score figures share: one panel per test set of `sel`; returns the mpl figure.
+
+    `panel(ax, ds, cells)` draws the rows `cells` of test set `ds` and returns the rows it adds to
+    `fig.table` (the caller sets the header). The title (test set, distinct images and, with
+    `count_cells`, the number of cells), the axis labels, the [0, 1] x range and the legend are shared.
+    """
+    tests = levels(sel, "test_dataset")
+    n_per = pool.distinct(sel)
+    mpl_fig, axes = _panels(plt, len(tests), height=height)
+    for ax, ds in zip(axes, tests):
+        cells = [r for r in sel if r["test_dataset"] == ds]
+        fig.table.extend(panel(ax, ds, cells))
+        n_cells = f", {len(cells)} cell{'s' if len(cells) > 1 else ''}" if count_cells else ""
+        ax.set_title(f"{ds} (n={n_per.get(ds, 0)} images{n_cells})", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=6, loc=legend_loc)
+    return mpl_fig
+
+
+def _fig_roc(rows, plt, pool: Pooling):
     sel = [r for r in _scored_rows(rows) if len(np.unique(r[SCORES].label)) == 2]
     fig = Figure("roc", "ROC curves per test set",
                  "One panel per test set, within-dataset rows with per-image scores (test transform = train "
@@ -376,48 +401,49 @@ def _fig_roc(rows, plt, pool: Pooling):
                         ("grey dashed diagonal", "chance: a detector that ignores the image (AUC 0.5)")],
                  n_text=pool.n_text(sel) if sel else "")
     if not sel:
-        fig.skipped = ("no per-image scores beside the results table (a study keeps them in cells/images/, "
-                       "eval in eval_images.csv)." if not any(r.get(SCORES) is not None for r in rows)
+        fig.skipped = (_NO_SCORES if not any(r.get(SCORES) is not None for r in rows)
                        else "no test set with both real and fake images among the rows with per-image scores.")
         return fig, None
-    tests, backbones = levels(sel, "test_dataset"), levels(sel, "backbone")
+    backbones = levels(sel, "backbone")
     colours = palette(len(backbones), plt)
-    grid = np.linspace(0.0, 1.0, 201)
-    n_per = pool.distinct(sel)
-    mpl_fig, axes = _panels(plt, len(tests))
-    for ax, ds in zip(axes, tests):
+
+    def panel(ax, ds, cells):
+        table = []
         for colour, bb in zip(colours, backbones):
-            cells = [r for r in sel if r["test_dataset"] == ds and r["backbone"] == bb]
-            if not cells:
-                continue
-            tprs, aucs = [], []
-            for r in cells:
-                s = r[SCORES]
-                fpr, tpr, _ = roc_curve(s.label, s.p_fake)
-                ax.plot(fpr, tpr, color=colour, alpha=0.15, lw=0.6)
-                tprs.append(np.interp(grid, fpr, tpr))
-                aucs.append(roc_auc_score(s.label, s.p_fake))
-            mean = np.mean(tprs, axis=0)
-            mean[0] = 0.0
-            ax.plot(grid, mean, color=colour, lw=2.2,
-                    label=f"{bb}: AUC {np.mean(aucs):.2f} ({len(cells)} cell{'s' if len(cells) > 1 else ''})")
+            mine = [r for r in cells if r["backbone"] == bb]
+            if mine:
+                auc = _roc_curves(ax, mine, colour, bb)
+                table.append([ds, bb, str(len(mine)), f"{auc:.3f}"])
         ax.plot([0, 1], [0, 1], label="chance (AUC 0.5)", **CHANCE_STYLE)
-        ax.set_title(f"{ds} (n={n_per.get(ds, 0)} images)", fontsize=9)
-        ax.set_xlabel("false-positive rate (real called fake)")
-        ax.set_ylabel("true-positive rate (fake caught)")
-        ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.set_aspect("equal")
-        ax.legend(fontsize=6, loc="lower right")
         ax.grid(alpha=0.3)
+        return table
+
     fig.table = [["test set", "backbone", "cells", "mean ROC AUC"]]
-    for ds in tests:
-        for bb in backbones:
-            cells = [r for r in sel if r["test_dataset"] == ds and r["backbone"] == bb]
-            if cells:
-                auc = np.mean([roc_auc_score(r[SCORES].label, r[SCORES].p_fake) for r in cells])
-                fig.table.append([ds, bb, str(len(cells)), f"{auc:.3f}"])
+    mpl_fig = _per_test_set(fig, sel, plt, pool, panel, xlabel="false-positive rate (real called fake)",
+                            ylabel="true-positive rate (fake caught)", legend_loc="lower right")
     return fig, mpl_fig
+
+
+def _roc_curves(ax, cells: list[dict], colour, backbone: str) -> float:
+    """One backbone's thin per-cell ROC curves and their thick vertical average; returns the mean AUC."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    grid = np.linspace(0.0, 1.0, 201)
+    tprs, aucs = [], []
+    for r in cells:
+        s = r[SCORES]
+        fpr, tpr, _ = roc_curve(s.label, s.p_fake)
+        ax.plot(fpr, tpr, color=colour, alpha=0.15, lw=0.6)
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(roc_auc_score(s.label, s.p_fake))
+    mean = np.mean(tprs, axis=0)
+    mean[0] = 0.0
+    auc = np.mean(aucs)
+    ax.plot(grid, mean, color=colour, lw=2.2,
+            label=f"{backbone}: AUC {auc:.2f} ({len(cells)} cell{'s' if len(cells) > 1 else ''})")
+    return auc
 
 
 def _fig_scores(rows, plt, pool: Pooling):
@@ -431,16 +457,11 @@ def _fig_scores(rows, plt, pool: Pooling):
                         ("grey dashed line", "p(fake) = 0.5")],
                  n_text=pool.n_text(sel) if sel else "")
     if not sel:
-        fig.skipped = ("no per-image scores beside the results table (a study keeps them in cells/images/, "
-                       "eval in eval_images.csv).")
+        fig.skipped = _NO_SCORES
         return fig, None
-    tests = levels(sel, "test_dataset")
-    n_per = pool.distinct(sel)
     bins = np.linspace(0.0, 1.0, 26)
-    mpl_fig, axes = _panels(plt, len(tests), height=2.8)
-    fig.table = [["test set", "cells", "real: median p(fake)", "fake: median p(fake)", "median threshold"]]
-    for ax, ds in zip(axes, tests):
-        cells = [r for r in sel if r["test_dataset"] == ds]
+
+    def panel(ax, ds, cells):
         p = np.concatenate([r[SCORES].p_fake for r in cells])
         y = np.concatenate([r[SCORES].label for r in cells])
         thr = float(np.median([r["threshold"] for r in cells]))
@@ -450,14 +471,12 @@ def _fig_scores(rows, plt, pool: Pooling):
                         color=colour, edgecolor=colour, label=f"{name} ({int((y == cls).sum() / len(cells))} images)")
         ax.axvline(thr, color="black", linestyle=":", linewidth=1.5, label=f"median threshold {thr:.2f}")
         ax.axvline(0.5, **CHANCE_STYLE, label="p(fake) = 0.5")
-        plural = "s" if len(cells) > 1 else ""
-        ax.set_title(f"{ds} (n={n_per.get(ds, 0)} images, {len(cells)} cell{plural})", fontsize=9)
-        ax.set_xlabel("p(fake)")
-        ax.set_ylabel("density")
-        ax.set_xlim(0, 1)
-        ax.legend(fontsize=6, loc="upper center")
         med = [f"{np.median(p[y == c]):.3f}" if (y == c).any() else "n/a" for c in (0, 1)]
-        fig.table.append([ds, str(len(cells)), *med, f"{thr:.3f}"])
+        return [[ds, str(len(cells)), *med, f"{thr:.3f}"]]
+
+    fig.table = [["test set", "cells", "real: median p(fake)", "fake: median p(fake)", "median threshold"]]
+    mpl_fig = _per_test_set(fig, sel, plt, pool, panel, xlabel="p(fake)", ylabel="density", legend_loc="upper center",
+                            count_cells=True, height=2.8)
     return fig, mpl_fig
 
 
