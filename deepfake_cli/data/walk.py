@@ -50,69 +50,111 @@ def scan_folder(folder) -> FolderScan:
         st = os.stat(root)
     except OSError as exc:
         raise DeepfakeError(f"cannot read folder {folder}: {_why(exc)}.") from exc
-    scan = FolderScan(root)
-    seen = {(st.st_dev, st.st_ino): "."}
-    real_dirs: list[tuple[Path, str]] = [(root, "")]
-    linked_dirs: list[tuple[Path, str]] = []
-    images: list[tuple[str, Path]] = []
-    tars: list[tuple[str, Path]] = []
-    while real_dirs or linked_dirs:
-        if real_dirs:
-            path, rel = real_dirs.pop()
-        else:
-            path, rel = linked_dirs.pop(0)
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                scan.skipped.append({"path": rel, "reason": f"unreadable folder ({_why(exc)})"})
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                scan.skipped.append({"path": rel, "reason": _repeat_reason(path, seen[key])})
-                continue
-            seen[key] = rel
+    return _Walk(folder, root, st).run()
+
+
+class _Walk:
+    """One `scan_folder`: the folders still to read and every real folder seen, by (device, inode)."""
+
+    def __init__(self, folder, root: Path, root_stat: os.stat_result):
+        self.folder = folder
+        self.scan = FolderScan(root)
+        self.seen = {(root_stat.st_dev, root_stat.st_ino): "."}
+        self.real_dirs: list[tuple[Path, str]] = [(root, "")]
+        self.linked_dirs: list[tuple[Path, str]] = []
+        self.images: list[tuple[str, Path]] = []
+        self.tars: list[tuple[str, Path]] = []
+
+    def run(self) -> FolderScan:
+        while self.real_dirs or self.linked_dirs:
+            # real folders first, so a link never takes a folder's images away from their own path
+            if self.real_dirs:
+                path, rel = self.real_dirs.pop()
+            else:
+                path, rel = self.linked_dirs.pop(0)
+                if not self._claim_linked(path, rel):
+                    continue
+            for entry in self._entries(path, rel):
+                self._visit(entry, rel)
+        return self._result()
+
+    def _skip(self, rel: str, reason: str) -> None:
+        self.scan.skipped.append({"path": rel, "reason": reason})
+
+    def _claim_linked(self, path: Path, rel: str) -> bool:
+        """Is the folder a link leads to readable and not read yet? (It is then marked as read.)"""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self._skip(rel, f"unreadable folder ({_why(exc)})")
+            return False
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            self._skip(rel, _repeat_reason(path, self.seen[key]))
+            return False
+        self.seen[key] = rel
+        return True
+
+    def _entries(self, path: Path, rel: str) -> list[os.DirEntry]:
+        """The folder's entries by name; an unreadable folder is reported (the root one refused)."""
         try:
             with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                return sorted(it, key=lambda e: e.name)
         except OSError as exc:
             if not rel:
-                raise DeepfakeError(f"cannot read folder {folder}: {_why(exc)}.") from exc
-            scan.skipped.append({"path": rel, "reason": f"unreadable folder ({_why(exc)})"})
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            child_rel = f"{rel}/{entry.name}" if rel else entry.name
-            child = Path(entry.path)
-            if entry.is_symlink():
-                try:
-                    os.stat(child)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
-                        scan.skipped.append({"path": child_rel, "reason": "symlink loop"})
-                    elif is_image_file(entry.name) or is_tar_file(entry.name):
-                        scan.skipped.append({"path": child_rel, "reason": "broken symlink (its target is missing)"})
-                    continue
-            if entry.is_dir():
-                if entry.is_symlink():
-                    linked_dirs.append((child, child_rel))
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                key = (st.st_dev, st.st_ino)
-                if key in seen:  # a bind mount can loop without any symlink
-                    scan.skipped.append({"path": child_rel, "reason": _repeat_reason(child, seen[key])})
-                    continue
-                seen[key] = child_rel
-                real_dirs.append((child, child_rel))
+                raise DeepfakeError(f"cannot read folder {self.folder}: {_why(exc)}.") from exc
+            self._skip(rel, f"unreadable folder ({_why(exc)})")
+            return []
+
+    def _visit(self, entry: os.DirEntry, rel: str) -> None:
+        if entry.name.startswith("."):
+            return
+        child_rel = f"{rel}/{entry.name}" if rel else entry.name
+        child = Path(entry.path)
+        if entry.is_symlink() and not self._link_resolves(entry, child, child_rel):
+            return
+        if entry.is_dir():
+            self._add_folder(entry, child, child_rel)
+        elif is_image_file(entry.name) or is_tar_file(entry.name):
+            self._add_file(entry, child, child_rel)
+
+    def _link_resolves(self, entry: os.DirEntry, child: Path, child_rel: str) -> bool:
+        """Does the link lead somewhere? A loop is reported, and a broken link when it names an image or tar."""
+        try:
+            os.stat(child)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._skip(child_rel, "symlink loop")
             elif is_image_file(entry.name) or is_tar_file(entry.name):
-                if not os.access(child, os.R_OK):
-                    scan.skipped.append({"path": child_rel, "reason": "unreadable file (permission denied)"})
-                    continue
-                (images if is_image_file(entry.name) else tars).append((child_rel, child))
-    scan.images = [p for _, p in sorted(images, key=lambda t: t[0])]
-    scan.tars = [p for _, p in sorted(tars, key=lambda t: t[0])]
-    scan.skipped.sort(key=lambda s: s["path"])
-    return scan
+                self._skip(child_rel, "broken symlink (its target is missing)")
+            return False
+        return True
+
+    def _add_folder(self, entry: os.DirEntry, child: Path, child_rel: str) -> None:
+        if entry.is_symlink():  # read after every real folder, and only when its target is new
+            self.linked_dirs.append((child, child_rel))
+            return
+        st = entry.stat(follow_symlinks=False)
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:  # a bind mount can loop without any symlink
+            self._skip(child_rel, _repeat_reason(child, self.seen[key]))
+            return
+        self.seen[key] = child_rel
+        self.real_dirs.append((child, child_rel))
+
+    def _add_file(self, entry: os.DirEntry, child: Path, child_rel: str) -> None:
+        if not os.access(child, os.R_OK):
+            self._skip(child_rel, "unreadable file (permission denied)")
+            return
+        (self.images if is_image_file(entry.name) else self.tars).append((child_rel, child))
+
+    def _result(self) -> FolderScan:
+        """The scan with its lists sorted by relative path (the walk order depends on links)."""
+        scan = self.scan
+        scan.images = [p for _, p in sorted(self.images, key=lambda t: t[0])]
+        scan.tars = [p for _, p in sorted(self.tars, key=lambda t: t[0])]
+        scan.skipped.sort(key=lambda s: s["path"])
+        return scan
 
 
 def _repeat_reason(path: Path, first_rel: str) -> str:

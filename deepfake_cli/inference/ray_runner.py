@@ -266,91 +266,7 @@ class RayRunner:
             self.on_workers([pid for pid, _, _ in states])
 
     def _schedule(self, ray, job, batches, read_task, reader_ref, actors, readers) -> Iterator[BatchResult]:
-        from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
-
-        per_actor = 2  # one batch running, one waiting, so an actor never waits for the driver
-        todo: deque = deque(batches)
-        reading: dict = {}   # meta ref -> (batch, inputs ref)
-        ready: deque = deque()   # (batch, meta, inputs ref) read, waiting for an actor
-        embedding: dict = {}  # features ref -> (batch, meta, inputs ref, actor index)
-        probes: dict = {}     # ready() ref -> actor index, for an actor that died and is restarting
-        load = [0] * len(actors)
-        up = [True] * len(actors)
-        attempts: dict[int, int] = {}
-        delivered: set[int] = set()
-        dim = job.mapper.dim
-
-        def retry(b: Batch, why: str) -> None:
-            attempts[b.no] = attempts.get(b.no, 0) + 1
-            if attempts[b.no] >= self.max_attempts:
-                raise DeepfakeError(f"batch {b.no} failed {attempts[b.no]} times on the Ray cluster: {why}")
-            self.resubmitted += 1
-
-        while todo or reading or ready or embedding:
-            while todo and len(reading) < readers and len(ready) <= per_actor * len(actors):
-                b = todo.popleft()
-                meta_ref, inputs_ref = read_task.remote(reader_ref, [job.items[i] for i in b.indices], b.indices)
-                reading[meta_ref] = (b, inputs_ref)
-            free = [k for k in range(len(actors)) if up[k] and load[k] < per_actor]
-            while ready and free:
-                k = min(free, key=lambda j: load[j])
-                b, meta, inputs_ref = ready.popleft()
-                embedding[actors[k].embed.remote(inputs_ref)] = (b, meta, inputs_ref, k)
-                load[k] += 1
-                free = [k for k in range(len(actors)) if up[k] and load[k] < per_actor]
-            waiting = list(reading) + list(embedding) + list(probes)
-            if not waiting:  # work is left but no actor is up or coming back
-                raise DeepfakeError("every model worker died and none could be restarted.")
-            ref = ray.wait(waiting, num_returns=1)[0][0]
-            if ref in probes:  # a restarted actor answers: back in the pool (its model built again)
-                k = probes.pop(ref)
-                try:
-                    _pid, error, _dev = ray.get(ref)
-                except RayActorError as exc:  # out of restarts: it stays out of the pool
-                    if not any(up) and not probes:
-                        raise DeepfakeError(f"every model worker died: {_first_line(exc)}") from None
-                    continue
-                if error:
-                    raise DeepfakeError(f"a model worker could not restart: {error}")
-                up[k] = True
-                continue
-            if ref in reading:
-                b, inputs_ref = reading.pop(ref)
-                try:
-                    meta = ray.get(ref)
-                except Exception as exc:
-                    if isinstance(exc, RayTaskError) and not _is_system(exc):
-                        raise DeepfakeError(f"a reader failed on batch {b.no}: {_first_line(exc.cause or exc)}") \
-                            from None
-                    retry(b, _first_line(exc))
-                    todo.appendleft(b)
-                    continue
-                if not meta[0]:  # nothing readable: no model call needed
-                    yield from self._deliver(b, meta, np.zeros((0, dim), np.float32), 0.0, delivered)
-                else:
-                    ready.append((b, meta, inputs_ref))
-                continue
-            b, meta, inputs_ref, k = embedding.pop(ref)
-            load[k] -= 1
-            try:
-                feats, seconds = ray.get(ref)
-            except RayActorError as exc:
-                # The actor died (killed, OOM, node lost) with this batch in flight: nothing of the call was
-                # delivered, so the batch goes back to the queue. The actor restarts; it gets work again
-                # once a ready() call (retried by Ray until the restart is done) answers.
-                retry(b, f"model worker died ({_first_line(exc)})")
-                ready.appendleft((b, meta, inputs_ref))
-                if up[k]:
-                    up[k] = False
-                    probes[actors[k].ready.options(max_task_retries=-1).remote()] = k
-                continue
-            except ObjectLostError as exc:  # its input went with a lost node: read again
-                retry(b, _first_line(exc))
-                todo.appendleft(b)
-                continue
-            except RayTaskError as exc:
-                raise DeepfakeError(f"the model failed on batch {b.no}: {_first_line(exc.cause or exc)}") from None
-            yield from self._deliver(b, meta, feats, seconds, delivered)
+        yield from _Scheduler(self, ray, job, batches, read_task, reader_ref, actors, readers).run()
 
     def _deliver(self, b: Batch, meta, feats, model_seconds: float, delivered: set) -> Iterator[BatchResult]:
         if b.no in delivered:  # never twice, whatever the cluster did
@@ -360,6 +276,134 @@ class RayRunner:
         ok, shas, failures, read_seconds = meta
         yield BatchResult(b.no, list(ok), list(shas), np.asarray(feats, dtype=np.float32),
                           [tuple(f) for f in failures], {"read": read_seconds, "model": model_seconds})
+
+
+class _Scheduler:
+    """The driver's loop for one run: batches flow todo -> reading -> ready -> embedding -> delivered.
+
+    Reads are bounded by `readers` and by the ready queue (so memory stays bounded); each actor holds at
+    most PER_ACTOR batches. Every wait handles one finished ref: a read, an embedding, or the ready()
+    probe of an actor that died and is restarting. A failed call delivered nothing, so its batch is
+    queued again (`retry` counts the attempts); `runner._deliver` drops a batch delivered before.
+    """
+
+    PER_ACTOR = 2  # one batch running, one waiting, so an actor never waits for the driver
+
+    def __init__(self, runner: RayRunner, ray, job, batches, read_task, reader_ref, actors, readers: int):
+        self.runner, self.ray, self.job = runner, ray, job
+        self.read_task, self.reader_ref, self.actors, self.readers = read_task, reader_ref, actors, readers
+        self.todo: deque = deque(batches)
+        self.reading: dict = {}    # meta ref -> (batch, inputs ref)
+        self.ready: deque = deque()  # (batch, meta, inputs ref) read, waiting for an actor
+        self.embedding: dict = {}  # features ref -> (batch, meta, inputs ref, actor index)
+        self.probes: dict = {}     # ready() ref -> actor index, for an actor that died and is restarting
+        self.load = [0] * len(actors)
+        self.up = [True] * len(actors)
+        self.attempts: dict[int, int] = {}
+        self.delivered: set[int] = set()
+
+    def run(self) -> Iterator[BatchResult]:
+        while self.todo or self.reading or self.ready or self.embedding:
+            self._submit_reads()
+            self._dispatch()
+            ref = self._next_done()
+            if ref in self.probes:
+                self._on_probe(ref)
+            elif ref in self.reading:
+                yield from self._on_read(ref)
+            else:
+                yield from self._on_embedded(ref)
+
+    def _submit_reads(self) -> None:
+        while (self.todo and len(self.reading) < self.readers
+               and len(self.ready) <= self.PER_ACTOR * len(self.actors)):
+            b = self.todo.popleft()
+            meta_ref, inputs_ref = self.read_task.remote(self.reader_ref, [self.job.items[i] for i in b.indices],
+                                                         b.indices)
+            self.reading[meta_ref] = (b, inputs_ref)
+
+    def _free_actors(self) -> list[int]:
+        return [k for k in range(len(self.actors)) if self.up[k] and self.load[k] < self.PER_ACTOR]
+
+    def _dispatch(self) -> None:
+        """Hand read batches to the least-loaded actors that are up."""
+        free = self._free_actors()
+        while self.ready and free:
+            k = min(free, key=lambda j: self.load[j])
+            b, meta, inputs_ref = self.ready.popleft()
+            self.embedding[self.actors[k].embed.remote(inputs_ref)] = (b, meta, inputs_ref, k)
+            self.load[k] += 1
+            free = self._free_actors()
+
+    def _next_done(self):
+        waiting = list(self.reading) + list(self.embedding) + list(self.probes)
+        if not waiting:  # work is left but no actor is up or coming back
+            raise DeepfakeError("every model worker died and none could be restarted.")
+        return self.ray.wait(waiting, num_returns=1)[0][0]
+
+    def _retry(self, b: Batch, why: str) -> None:
+        self.attempts[b.no] = self.attempts.get(b.no, 0) + 1
+        if self.attempts[b.no] >= self.runner.max_attempts:
+            raise DeepfakeError(f"batch {b.no} failed {self.attempts[b.no]} times on the Ray cluster: {why}")
+        self.runner.resubmitted += 1
+
+    def _on_probe(self, ref) -> None:
+        """A restarted actor answers: back in the pool (its model built again)."""
+        from ray.exceptions import RayActorError
+
+        k = self.probes.pop(ref)
+        try:
+            _pid, error, _dev = self.ray.get(ref)
+        except RayActorError as exc:  # out of restarts: it stays out of the pool
+            if not any(self.up) and not self.probes:
+                raise DeepfakeError(f"every model worker died: {_first_line(exc)}") from None
+            return
+        if error:
+            raise DeepfakeError(f"a model worker could not restart: {error}")
+        self.up[k] = True
+
+    def _on_read(self, ref) -> Iterator[BatchResult]:
+        from ray.exceptions import RayTaskError
+
+        b, inputs_ref = self.reading.pop(ref)
+        try:
+            meta = self.ray.get(ref)
+        except Exception as exc:
+            if isinstance(exc, RayTaskError) and not _is_system(exc):
+                raise DeepfakeError(f"a reader failed on batch {b.no}: {_first_line(exc.cause or exc)}") from None
+            self._retry(b, _first_line(exc))
+            self.todo.appendleft(b)
+            return
+        if not meta[0]:  # nothing readable: no model call needed
+            empty = np.zeros((0, self.job.mapper.dim), np.float32)
+            yield from self.runner._deliver(b, meta, empty, 0.0, self.delivered)
+        else:
+            self.ready.append((b, meta, inputs_ref))
+
+    def _on_embedded(self, ref) -> Iterator[BatchResult]:
+        from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
+
+        b, meta, inputs_ref, k = self.embedding.pop(ref)
+        self.load[k] -= 1
+        try:
+            feats, seconds = self.ray.get(ref)
+        except RayActorError as exc:
+            # The actor died (killed, OOM, node lost) with this batch in flight: nothing of the call was
+            # delivered, so the batch goes back to the queue. The actor restarts; it gets work again
+            # once a ready() call (retried by Ray until the restart is done) answers.
+            self._retry(b, f"model worker died ({_first_line(exc)})")
+            self.ready.appendleft((b, meta, inputs_ref))
+            if self.up[k]:
+                self.up[k] = False
+                self.probes[self.actors[k].ready.options(max_task_retries=-1).remote()] = k
+            return
+        except ObjectLostError as exc:  # its input went with a lost node: read again
+            self._retry(b, _first_line(exc))
+            self.todo.appendleft(b)
+            return
+        except RayTaskError as exc:
+            raise DeepfakeError(f"the model failed on batch {b.no}: {_first_line(exc.cause or exc)}") from None
+        yield from self.runner._deliver(b, meta, feats, seconds, self.delivered)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
