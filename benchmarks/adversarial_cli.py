@@ -15,7 +15,6 @@ It prints one row per line and the counts; exit status 1 when any line is BAD.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
 import subprocess
@@ -27,11 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-def _drop():
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2):
-        libc.prctl(24, cap, 0, 0, 0)
+from tests.clicheck import outcome, run_cli  # noqa: E402 -- the checker the hardening tests use
 
 
 def build(base: Path) -> dict:
@@ -137,19 +132,11 @@ def lines(b: Path, x: dict) -> list[list[str]]:
 
 def run_one(argv: list[str], env: dict) -> tuple[str, int, str]:
     try:
-        r = subprocess.run([sys.executable, "-m", "deepfake_cli", *argv], cwd=REPO, capture_output=True, text=True,
-                           timeout=300, env=env, preexec_fn=_drop if os.geteuid() == 0 else None)
+        r = run_cli(*argv, env=env, timeout=300, unprivileged=True)
     except subprocess.TimeoutExpired:
         return "BAD", -1, "timeout"
-    err = r.stderr
-    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
-    if r.returncode < 0 or "Traceback" in err or "internal error" in err:
-        return "BAD", r.returncode, err.strip()[-300:]
-    if r.returncode == 0:
-        return "ok", 0, (err.strip().splitlines() or [""])[-1]
-    if len(errors) == 1 and len([ln for ln in err.splitlines() if ln.strip()]) == 1:
-        return "one-line", r.returncode, errors[0]
-    return "BAD", r.returncode, err.strip()[-300:]
+    kind, msg = outcome(r.returncode, r.stderr)
+    return kind, r.returncode, msg
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
+from tests.clicheck import one_line_error, run_cli
 from tests.conftest import REPO, copy_subset, example_set
 from tests.faultrun import fill
 
@@ -37,8 +38,7 @@ KILL_STEPS = ["shard_written:2", "shard_renamed:2", "merge_rows:2", "final_renam
 
 
 def _cli(*args, timeout=180):
-    return subprocess.run([sys.executable, "-m", "deepfake_cli", *map(str, args)], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli(*args, env=ENV, timeout=timeout)
 
 
 def _fault(step, *args, timeout=180):
@@ -51,9 +51,9 @@ def _extract_args(ds, out):
 
 
 def _one_line_error(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("resuming:")]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
-    return lines[0]
+    line = one_line_error(stderr, ignore=("resuming:",))
+    assert line is not None, stderr
+    return line
 
 
 def _rows(path) -> dict:

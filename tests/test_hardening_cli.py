@@ -4,13 +4,10 @@ safety net, and a property test over generated command lines."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,7 +21,8 @@ from deepfake_cli.cli import app
 from deepfake_cli.data import parse_named_path
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
-from tests.conftest import REPO, copy_subset, example_set
+from tests.clicheck import run_cli
+from tests.conftest import copy_subset, example_set
 from tests.imagegen import png_1bit
 
 runner = CliRunner()
@@ -104,20 +102,9 @@ def test_hostile_folder_through_extract_audit_and_predict(model, tmp_path):
     _one_line(["predict", m, root / "fake" / "loop.jpg"], "loop.jpg")  # the only input is a loop: one line
 
 
-def _drop_root_privileges():
-    """In the child before exec: root keeps its uid but loses the right to read and search any folder
-    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as an ordinary user is."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2):  # PR_CAPBSET_DROP = 24
-        if libc.prctl(24, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
 def _unprivileged(*args):
     """Run the CLI in a subprocess that cannot read what its permissions forbid, even as root."""
-    return subprocess.run([sys.executable, "-m", "deepfake_cli", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                          preexec_fn=_drop_root_privileges if os.geteuid() == 0 else None)
+    return run_cli(*args, unprivileged=True)
 
 
 def test_unreadable_subfolder_is_listed_as_skipped_by_every_command(model, tmp_path):
