@@ -769,7 +769,8 @@ def list_classifiers() -> list[dict]:
     Returns
     -------
     list of dict
-        `name`, `description`, `scaled` (a StandardScaler goes in front), `capabilities`, `params`
+        `name`, `description`, `scaled` (a StandardScaler goes in front), `capabilities`, `at_scale`
+        (what it switches to on large training sets, and past which size; "" when nothing), `params`
         (each `name`, `default`, `help`).
 
     Example

@@ -53,6 +53,8 @@ class Entry:
     params: tuple[Param, ...] = ()
     trusted_types: frozenset[str] = frozenset()
     capabilities: frozenset[str] = frozenset()
+    # what it switches to on large training sets, and past which size ("" when its cost stays in hand)
+    at_scale: str = ""
 
     def param(self, key: str) -> Param | None:
         return next((p for p in self.params if p.name == key), None)

@@ -24,8 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from deepfake_cli import __version__
 from deepfake_cli import calibration as calib
 from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
@@ -35,7 +33,7 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, capability_values, describe, matching_options, \
     mismatch, read_features
 from deepfake_cli.registry import capability_params
-from deepfake_cli.splits import heldout_split, split_groups
+from deepfake_cli.splits import TrainSplit, train_val_split
 from deepfake_cli.stats import wilson_interval
 from deepfake_cli.outputs import train_inputs, train_targets, writes
 
@@ -62,16 +60,6 @@ MIN_TEST = 30
 WIDE_RATIO = 10  # fewer than dimensions / WIDE_RATIO images to fit, and no reducer: a note says what that means
 
 
-def _check_classes(fs: FeatureSet, mask: np.ndarray, datasets) -> None:
-    y = fs.y[mask]
-    n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
-    if n_real == 0 or n_fake == 0:
-        which = ", ".join(datasets)
-        raise DeepfakeError(f"Training needs labelled real and fake images; datasets {which} have "
-                            f"{n_real} real and {n_fake} fake for training.")
-
-
-@writes(train_targets, train_inputs)  # never over an input or a foreign file; one writer per --out
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
           device: str = "cpu", progress: Callable[[str], None] | None = None,
@@ -194,32 +182,12 @@ def _reducer_step(reducer: str | None, fs: FeatureSet, features: str):
     return FrozenEstimator(art.estimator), info
 
 
-@dataclass
-class _Split:
-    tr_idx: np.ndarray     # the training part (fit + validation)
-    fit_idx: np.ndarray    # what the saved classifier is fitted on
-    val_idx: np.ndarray    # chooses the threshold
-    test_mask: np.ndarray  # held out for `eval`
-
-
 def _split(fs: FeatureSet, test_size: float, val_size: float, seed: int, train_sets: list[str],
-           need_classes: bool = True) -> _Split:
-    train_mask, test_mask = heldout_split(fs, test_size, seed)
-    if need_classes:
-        _check_classes(fs, train_mask, train_sets)
-    tr_idx = np.flatnonzero(train_mask)
-    val_rng = np.random.default_rng([int(seed), 1])
-    val_local = split_groups(fs.sha256[tr_idx], fs.y[tr_idx], val_size, val_rng)
-    # contents in validation leave the fit part entirely (duplicates may sit in other datasets)
-    val_hashes = set(fs.sha256[tr_idx[val_local]].tolist())
-    fit_idx = tr_idx[~np.isin(fs.sha256[tr_idx], list(val_hashes))]
-    val_idx = tr_idx[val_local]
-    if need_classes:
-        _check_classes(fs, np.isin(np.arange(len(fs.y)), fit_idx), train_sets)
-    return _Split(tr_idx, fit_idx, val_idx, test_mask)
+           need_classes: bool = True) -> TrainSplit:
+    return train_val_split(fs, test_size, val_size, seed, train_sets if need_classes else None)
 
 
-def small_sample_warnings(fs: FeatureSet, split: _Split, train_sets: list[str]) -> list[str]:
+def small_sample_warnings(fs: FeatureSet, split: TrainSplit, train_sets: list[str]) -> list[str]:
     """One sentence per part of the split that is too small to be read at face value, naming its counts."""
     out = []
     y_val = fs.y[split.val_idx]
@@ -239,7 +207,7 @@ def small_sample_warnings(fs: FeatureSet, split: _Split, train_sets: list[str]) 
     return out
 
 
-def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: _Split,
+def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: TrainSplit,
                  test_size: float, val_size: float, seed: int) -> dict:
     """The metadata every model of one `train` call shares (what made its features, splits, reducer)."""
     test_mask, tr_idx = split.test_mask, split.tr_idx
@@ -261,7 +229,7 @@ def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list
     }
 
 
-def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_meta: dict, target: Path,
+def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, common_meta: dict, target: Path,
                notes: list, calibration: str = calib.DEFAULT, seed: int = 0) -> TrainResult:
     """Fit reduce -> scale -> clf on the fit part, calibrate and pick the threshold on validation, store a
     novelty reference of the training part, save the model."""
@@ -281,6 +249,10 @@ def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_m
             raise DeepfakeError(f"Classifier {name} could not be trained on {len(fit_idx)} images: {exc}") from None
     notes += sorted({str(w.message).splitlines()[0] for w in caught
                      if issubclass(w.category, (UserWarning, RuntimeWarning))})[:3]
+    # what the estimator chose in fit (e.g. the SVM's solver past a training-set size), for the metadata
+    fit_info = clf.fit_info() if hasattr(clf, "fit_info") else {}
+    if fit_info.get("note"):
+        notes.append(fit_info["note"])
     labelled_val = val_idx[fs.y[val_idx] >= 0]
     if len(set(fs.y[labelled_val].tolist())) == 2:
         y_val, X_val = fs.y[labelled_val].astype(int), fs.X[labelled_val]
@@ -308,6 +280,7 @@ def _train_one(name: str, clf, fs: FeatureSet, split: _Split, red_step, common_m
     meta = dict(common_meta, name=target.stem, classifier=name,
                 classifier_params=_json_params(clf), threshold=float(threshold), threshold_rule=rule,
                 calibration=cal, novelty=novelty, validation=validation, notes=notes,
+                classifier_fit=fit_info,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     save_model(target, pipe, meta, extras={"novelty": reference} if reference is not None else None)
     return TrainResult(name, target, float(threshold), validation, int(len(fit_idx)), int(len(val_idx)),

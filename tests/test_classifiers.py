@@ -147,3 +147,33 @@ def test_hyper_parameters_and_capabilities_reach_the_estimator():
     assert rows["linear-probe"]["capabilities"] == ["device", "random_state", "scaled"]
     assert [p["name"] for p in rows["gradient-boosting"]["params"]] == ["max_iter", "learning_rate", "min_samples_leaf"]
     assert all(r["scaled"] == needs_scaling(n) for n, r in rows.items())
+
+
+def test_svm_switches_to_a_kernel_approximation_past_max_exact_and_says_so(split):
+    """solver=auto fits libsvm up to max_exact training images and a Nystroem map + linear SVM above; with
+    as many landmarks as images the approximation is the exact kernel, so both label the test images alike."""
+    from deepfake_cli.classifiers._svm import SVMClassifier
+
+    Xtr, ytr, Xte, yte = split
+    scaler = StandardScaler().fit(Xtr)
+    exact = SVMClassifier(random_state=0).fit(scaler.transform(Xtr), ytr)
+    approx = SVMClassifier(max_exact=len(ytr) - 1, random_state=0).fit(scaler.transform(Xtr), ytr)
+    assert exact.solver_ == "exact" and exact.fit_info()["solver"] == "exact" and "note" not in exact.fit_info()
+    info = approx.fit_info()
+    assert approx.solver_ == "nystroem" and info["solver"] == "nystroem" and info["n_fit"] == len(ytr)
+    assert f"max_exact={len(ytr) - 1}" in info["note"] and "solver=exact" in info["note"]
+    assert type(approx.estimator_.estimator).__name__ == "Pipeline"  # Nystroem -> LinearSVC, calibrated
+    agree = np.mean(exact.predict(scaler.transform(Xte)) == approx.predict(scaler.transform(Xte)))
+    acc = [np.mean(m.predict(scaler.transform(Xte)) == yte) for m in (exact, approx)]
+    assert agree >= 0.8 and min(acc) > 0.6, (agree, acc)
+    # the switch point is a hyper-parameter, and a forced solver is reported as such
+    forced = SVMClassifier(solver="nystroem", n_components=8, random_state=0).fit(scaler.transform(Xtr), ytr)
+    assert forced.fit_info()["why"] == "solver=nystroem" and forced.fit_info()["n_components"] == 8
+    with pytest.raises(ValueError, match="solver must be one of"):
+        SVMClassifier(solver="bogus").fit(Xtr, ytr)
+
+
+def test_the_listing_says_what_switches_on_large_training_sets():
+    rows = {c["name"]: c for c in list_classifiers()}
+    assert "Nystroem" in rows["svm"]["at_scale"] and "20,000" in rows["svm"]["at_scale"]
+    assert {p["name"] for p in rows["svm"]["params"]} >= {"solver", "max_exact", "n_components"}

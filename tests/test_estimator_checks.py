@@ -8,6 +8,7 @@ from __future__ import annotations
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from deepfake_cli.classifiers import LinearProbe
+from deepfake_cli.classifiers._svm import SVMClassifier
 from deepfake_cli.classifiers.fusion import FusionClassifier
 from deepfake_cli.classifiers.zero_shot import ZeroShotClassifier
 from deepfake_cli.reducers import AutoencoderReducer, IdentityReducer, PCAReducer
@@ -18,6 +19,8 @@ ESTIMATORS = [
     LinearProbe(device="cpu"),
     FusionClassifier(proj_dim=16, epochs=60, device="cpu"),  # members=None: all columns are one member
     ZeroShotClassifier(),
+    SVMClassifier(random_state=0),
+    SVMClassifier(solver="nystroem", n_components=20, random_state=0),  # the path taken on large training sets
     IdentityReducer(),
     PCAReducer(dim=2),
     AutoencoderReducer(dim=2, hidden=(8,), epochs=5, batch_size=16, device="cpu"),

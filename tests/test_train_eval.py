@@ -295,3 +295,16 @@ def test_train_warns_about_small_validation_and_test_parts(store, tmp_path):
     assert "warning: small validation part:" in res.stderr and f"after fitting on {m.meta['n_fit']}" in res.stderr
     assert f"small test part: {m.meta['n_heldout']['biggan']} held-out images of biggan" in res.stderr
     assert n_val < 2 * 30 and m.meta["sample_warnings"][0].startswith("small validation part:")
+
+
+def test_model_metadata_records_the_solver_an_svm_used(store, tmp_path):
+    """The SVM's size switch is visible where a user looks: the train output and the model's metadata."""
+    for pairs, solver in ((["max_exact=4"], "nystroem"), (["solver=exact", "max_exact=4"], "exact")):
+        out = tmp_path / f"{solver}.model"
+        res = runner.invoke(app, ["train", str(store["features"]), "--classifier", "svm", "--datasets", "biggan",
+                                  "--out", str(out), *[x for p in pairs for x in ("--param", p)]],
+                            env={"COLUMNS": "300"})
+        assert res.exit_code == 0, res.output
+        fit = load_model(out).meta["classifier_fit"]
+        assert fit["solver"] == solver and fit["n_fit"] > 4
+        assert ("kernel approximation" in res.output) == (solver == "nystroem")

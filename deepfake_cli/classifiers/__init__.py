@@ -30,7 +30,7 @@ def create_classifier(name: str, random_state: int = 0, **params):
 def list_classifiers() -> list[dict]:
     """Name, description, scaled, capabilities and hyper-parameters of each classifier, in registry order."""
     return [{"name": e.name, "description": e.description, "scaled": "scaled" in e.capabilities,
-             "capabilities": sorted(e.capabilities),
+             "capabilities": sorted(e.capabilities), "at_scale": e.at_scale,
              "params": [{"name": p.name, "default": p.default, "help": p.help} for p in e.params]}
             for e in CLASSIFIERS.entries()]
 

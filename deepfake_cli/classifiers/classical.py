@@ -47,13 +47,11 @@ def _knn(n_neighbors):
     return KNeighborsClassifier(n_neighbors=n_neighbors)
 
 
-def _svm(C, gamma, kernel, random_state):
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import SVC
+def _svm(C, gamma, kernel, solver, max_exact, n_components, random_state):
+    from deepfake_cli.classifiers._svm import SVMClassifier
 
-    # SVC(probability=True) is deprecated in scikit-learn 1.9; this is its documented replacement
-    return CalibratedClassifierCV(SVC(kernel=kernel, C=C, gamma=gamma, random_state=random_state),
-                                  method="sigmoid", cv=3, ensemble=False)
+    return SVMClassifier(C=C, gamma=gamma, kernel=kernel, solver=solver, max_exact=max_exact,
+                         n_components=n_components, random_state=random_state)
 
 
 def _nb(var_smoothing):
@@ -100,16 +98,28 @@ for _k in (1, 3, 5):
     register_classifier(Entry(
         f"knn{_k}", f"{_k}-nearest neighbour{'s' if _k > 1 else ''}", _knn,
         params=(Param("n_neighbors", _k, "number of neighbours that vote", int),),
-        trusted_types=_KNN_TYPES, capabilities=SCALED))
+        trusted_types=_KNN_TYPES, capabilities=SCALED,
+        at_scale="no switch: exact brute-force search in batches (prediction time linear in n); the model keeps "
+                 "every training image's features (n x d float32)"))
 
+SVM_MAX_EXACT = 20_000  # libsvm fits 20,000 x 1,280 in 7.3 min on 2 cores, ~n^2.2 beyond (docs/RESULTS.md)
 register_classifier(Entry(
     "svm", "support vector machine (RBF kernel), sigmoid-calibrated", _svm,
     params=(Param("C", 1.0, "regularisation: larger fits the training images more closely", float),
             Param("gamma", "scale", "RBF kernel width: scale, auto or a number", float_or("scale", "auto")),
-            Param("kernel", "rbf", "rbf | linear | poly | sigmoid")),
-    trusted_types=frozenset({"sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
-                             "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC"}),
-    capabilities=SCALED | SEEDED))
+            Param("kernel", "rbf", "rbf | linear | poly | sigmoid"),
+            Param("solver", "auto", "exact (libsvm) | nystroem (kernel approximation + linear SVM) | auto (exact up "
+                                    "to max_exact training images)"),
+            Param("max_exact", SVM_MAX_EXACT, "largest training set the auto solver fits exactly", int),
+            Param("n_components", 2000, "Nystroem landmarks (kernel approximation rank)", int)),
+    trusted_types=frozenset({"deepfake_cli.classifiers._svm.SVMClassifier",
+                             "sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
+                             "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC",
+                             "sklearn.svm._classes.LinearSVC", "sklearn.kernel_approximation.Nystroem",
+                             "sklearn.pipeline.Pipeline"}),
+    capabilities=SCALED | SEEDED,
+    at_scale=f"past {SVM_MAX_EXACT:,} training images (solver=auto): Nystroem kernel approximation (2,000 "
+             "landmarks) + linear SVM, linear in n instead of quadratic to cubic"))
 register_classifier(Entry(
     "naive-bayes", "Gaussian naive Bayes", _nb,
     params=(Param("var_smoothing", 1e-9, "fraction of the largest variance added to every variance", float),),
@@ -126,4 +136,5 @@ register_classifier(Entry(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn._loss.loss.HalfBinomialLoss", "sklearn._loss.link.LogitLink", "sklearn._loss.link.Interval",
         "sklearn._loss._loss.CyHalfBinomialLoss", "sklearn.preprocessing._label.LabelEncoder"}),
-    capabilities=SEEDED))
+    capabilities=SEEDED,
+    at_scale="no switch needed: the histogram method already is the scalable one (binned features, linear in n)"))

@@ -307,10 +307,11 @@ def classifiers_cmd(json_out: Annotated[bool, typer.Option("--json", help="Print
         print_json(rows)
         return
     t = Table(title="classifiers (train --classifier NAME[,NAME...] or all; --param KEY=VALUE)")
-    for col in ("name", "scaled", "description", "hyper-parameters (default)"):
+    for col in ("name", "scaled", "description", "on large training sets", "hyper-parameters (default)"):
         t.add_column(col, overflow="fold")
     for c in rows:
-        t.add_row(escape(c["name"]), "yes" if c["scaled"] else "", escape(_with_caps(c)), _params_text(c["params"]))
+        t.add_row(escape(c["name"]), "yes" if c["scaled"] else "", escape(_with_caps(c)),
+                  escape(c["at_scale"] or "-"), _params_text(c["params"]))
     console.print(t)
 
 
