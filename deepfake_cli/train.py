@@ -60,6 +60,7 @@ MIN_TEST = 30
 WIDE_RATIO = 10  # fewer than dimensions / WIDE_RATIO images to fit, and no reducer: a note says what that means
 
 
+@writes(train_targets, train_inputs)  # never over an input or a foreign file; one writer per --out
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
           device: str = "cpu", progress: Callable[[str], None] | None = None,

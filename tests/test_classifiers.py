@@ -135,8 +135,8 @@ def test_linear_probe_follows_the_sklearn_shapes(split):
 
 
 def test_hyper_parameters_and_capabilities_reach_the_estimator():
-    assert create_classifier("svm", C=2.5, random_state=4).estimator.get_params()["C"] == 2.5
-    assert create_classifier("svm", random_state=4).estimator.random_state == 4
+    assert create_classifier("svm", C=2.5, random_state=4).get_params()["C"] == 2.5
+    assert create_classifier("svm", random_state=4).random_state == 4
     assert create_classifier("random-forest", n_estimators=7, random_state=1).get_params()["n_estimators"] == 7
     probe = create_classifier("linear-probe", random_state=2, device="cpu", epochs=9)
     assert (probe.epochs, probe.random_state, probe.device) == (9, 2, "cpu")
