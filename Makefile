@@ -54,7 +54,7 @@ bench: install
 # The cost curve of extraction (docs/RESULTS.md): N = 1k, 5k, 20k images of ../shared/data/cifake_20k,
 # local engine and ray (2 model workers), effnet-lite0; needs the ray extra (pip install -e ".[ray]").
 bench-scale: install
-	$(BIN)/python benchmarks/bench_scale.py --sizes 1000,5000,20000 --engines local,ray --budget-min 20
+	$(BIN)/python benchmarks/bench_scale.py --sizes 1000,5000,20000 --engines local,ray --budget-min 45
 
 # The cost curve of training (docs/RESULTS.md): every classifier at n = 1k, 5k, 20k training images of
 # effnet-lite0 features of ../shared/data/cifake_20k, tested on ../shared/data/cifake_sd14; the Nystroem SVM

@@ -2,7 +2,7 @@
 of the whole process tree, for N = 1k, 5k, 20k images, with the local engine and with Ray.
 
     make bench-scale
-    python benchmarks/bench_scale.py --sizes 1000,5000,20000 --engines local,ray --budget-min 20
+    python benchmarks/bench_scale.py --sizes 1000,5000,20000 --engines local,ray --budget-min 45
 
 Images: the first N samples of ../shared/data/cifake_20k (two webdataset tar shards of 10,000 CIFAKE
 JPEGs each, real and fake shuffled), copied into shards of their own (the bytes as they are) and
@@ -194,7 +194,7 @@ def main() -> None:
     ap.add_argument("--layers", default="last", help="e.g. 0: only the stem and first block (a cheap forward)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--model-workers", type=int, default=2)
-    ap.add_argument("--budget-min", type=float, default=20.0, help="stop starting configurations past this")
+    ap.add_argument("--budget-min", type=float, default=45.0, help="stop starting configurations past this")
     ap.add_argument("--data", default=str(SHARED / "cifake_20k"))
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
