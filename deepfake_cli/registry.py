@@ -209,24 +209,23 @@ def optional(convert_one: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def int_tuple(text) -> tuple[int, ...]:
-    """`"512,128"` -> `(512, 128)` (tuples and lists pass through as ints)."""
-    if isinstance(text, (tuple, list)):
-        return tuple(int(v) for v in text)
-    try:
-        return tuple(int(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers such as 512,128, not {text!r}") from None
+def tuple_of(convert_one: Callable[[str], Any], words: str, example: str) -> Callable[[Any], tuple]:
+    """A converter of `"a,b,c"` (or a tuple or list) to a tuple of `convert_one` values."""
+
+    def parse(text) -> tuple:
+        items = text if isinstance(text, (tuple, list)) else [v for v in str(text).split(",") if v.strip()]
+        try:
+            return tuple(convert_one(v) for v in items)
+        except ValueError:
+            raise ValueError(f"expected comma-separated {words} such as {example}, not {text!r}") from None
+
+    return parse
 
 
-def float_tuple(text) -> tuple[float, ...]:
-    """`"0,0.1,0.2"` -> `(0.0, 0.1, 0.2)` (tuples and lists pass through as floats)."""
-    if isinstance(text, (tuple, list)):
-        return tuple(float(v) for v in text)
-    try:
-        return tuple(float(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"expected comma-separated numbers such as 0,0.1,0.2, not {text!r}") from None
+int_tuple = tuple_of(int, "integers", "512,128")             # "512,128" -> (512, 128)
+int_tuple.__name__ = "int_tuple"
+float_tuple = tuple_of(float, "numbers", "0,0.1,0.2")        # "0,0.1,0.2" -> (0.0, 0.1, 0.2)
+float_tuple.__name__ = "float_tuple"
 
 
 def boolean(text: str) -> bool:

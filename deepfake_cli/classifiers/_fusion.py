@@ -1,11 +1,7 @@
-"""`fusion`: a learned, gated combination of several backbones' features (for `a+b` feature files).
+"""`FusionClassifier`, the estimator of the `fusion` entry (fusion.py describes it).
 
-Each member backbone's columns (train hands the slices over from the file's metadata as `members`)
-are standardised and projected to a common width; a gate looks at all projections and gives each
-member a weight per image (softmax over members); the weighted sum goes through a linear layer to
-the class logits. Trained in PyTorch (AdamW, mini-batches, cross-entropy) with early stopping on a
-seeded, stratified validation part; the weights are kept as numpy arrays, so skops saves the
-classifier without pickling and prediction needs no torch.
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""`linear-probe`: a linear layer trained with cross-entropy in PyTorch, kept as numpy arrays.
+"""`LinearProbe`, the estimator of the `linear-probe` entry (linear_probe.py describes it).
 
-The weights are numpy arrays after `fit`, so skops saves the probe without pickling and prediction
-needs no torch.
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""`autoencoder`: a small MLP autoencoder trained in PyTorch, applied in numpy.
+"""`AutoencoderReducer`, the estimator of the `autoencoder` entry (autoencoder.py describes it).
 
-The weights are kept as numpy arrays after `fit`, so skops saves the reducer without pickling and
-applying it needs no torch.
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
 """
 
 from __future__ import annotations

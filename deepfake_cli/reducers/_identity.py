@@ -1,4 +1,8 @@
-"""`none`: features pass through unchanged, so that every model has the same pipeline shape."""
+"""`IdentityReducer`, the estimator of the `none` entry (identity.py).
+
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
+"""
 
 from __future__ import annotations
 

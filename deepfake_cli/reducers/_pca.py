@@ -1,4 +1,8 @@
-"""`pca`: principal component analysis, by number of components or by explained variance."""
+"""`PCAReducer`, the estimator of the `pca` entry (pca.py).
+
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
+"""
 
 from __future__ import annotations
 

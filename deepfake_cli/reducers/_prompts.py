@@ -1,10 +1,7 @@
-"""`prompts`: append each image's CLIP similarities to a set of text prompts to its features.
+"""`PromptSimilarities`, the estimator of the `prompts` entry (prompts.py describes it).
 
-Not a reduction: a feature transform of the same kind, registered here so that it travels the same
-safe paths. `deepfake reduce F.h5 --method prompts --prompts FILE --out p.reducer` embeds the prompts
-with the text tower of the features' own CLIP weights; `--write-features` writes the features with the
-similarity columns appended (any classifier can use them), and `train --reducer p.reducer` builds the
-step into a model that `predict` applies to raw images. A study uses it as `prompts:prompts=FILE`.
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""`autoencoder-search`: a seeded random search over the autoencoder's hyper-parameters.
+"""`AutoencoderSearch`, the estimator of the `autoencoder-search` entry (search.py describes it).
 
-Each trial draws a code size, depth, width, dropout, learning rate and epoch budget, fits an
-`AutoencoderReducer` on the fit part of the images and scores it on a seeded validation part: by the
-relative reconstruction error there (`scoring="reconstruction"`, lower is better) or by the accuracy of
-an LDA trained on the codes of the fit part and tested on the codes of the validation part
-(`scoring="accuracy"`, needs labels). The search stops after `trials` trials or when `time_budget`
-seconds have passed (a trial that has started finishes), keeps the best trial's fitted autoencoder
-and applies it; `trials_` holds every trial (`deepfake reduce --search` writes them as CSV).
+Imported only when one is built or a model file names it, so that listing the registry loads no
+scikit-learn; the class keeps the public module's name (`registry.public_module`).
 """
 
 from __future__ import annotations
