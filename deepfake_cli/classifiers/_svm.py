@@ -76,8 +76,8 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
             return linear
         self.gamma_ = _gamma(self.gamma, X)
         # the calibration folds fit on two thirds of the images; more landmarks than rows is the full kernel
-        landmarks = max(1, min(int(self.n_components), (2 * X.shape[0]) // 3))
-        return make_pipeline(Nystroem(kernel=self.kernel, gamma=self.gamma_, n_components=landmarks,
+        self.n_landmarks_ = max(1, min(int(self.n_components), (2 * X.shape[0]) // 3))
+        return make_pipeline(Nystroem(kernel=self.kernel, gamma=self.gamma_, n_components=self.n_landmarks_,
                                       random_state=self.random_state), linear)
 
     def predict_proba(self, X):
@@ -95,7 +95,7 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
                f"{int(self.max_exact)}" if self.solver == "auto" else f"solver={self.solver}")
         info = {"solver": self.solver_, "n_fit": self.n_fit_, "why": why}
         if self.solver_ == "nystroem" and self.kernel != "linear":
-            info.update(n_components=int(max(1, min(int(self.n_components), (2 * self.n_fit_) // 3))), gamma=float(self.gamma_))
+            info.update(n_components=int(self.n_landmarks_), gamma=float(self.gamma_))
         if self.solver == "auto" and self.solver_ == "nystroem":
             approx = (f"Nystroem kernel approximation ({info['n_components']} landmarks) + linear SVM"
                       if self.kernel != "linear" else "linear SVM (liblinear)")

@@ -1,13 +1,14 @@
 """The scikit-learn classifiers: trees and ensembles, LDA, kNN, SVM, naive Bayes, gradient boosting.
 
 Each factory imports scikit-learn lazily and takes exactly the entry's declared parameters (plus
-`random_state` where the entry has that capability); the defaults live on the `Param`s.
+`random_state` where the entry has that capability); the defaults live on the `Param`s. Where the
+estimator takes exactly those, the factory is `registry.lazy_class`; a function where it fixes more.
 """
 
 from __future__ import annotations
 
 from deepfake_cli.classifiers import register_classifier
-from deepfake_cli.registry import Entry, Param, float_or, optional
+from deepfake_cli.registry import Entry, Param, float_or, lazy_class, optional
 
 SEEDED = frozenset({"random_state"})
 SCALED = frozenset({"scaled"})
@@ -30,34 +31,6 @@ def _forest(n_estimators, max_depth, random_state):
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=random_state, n_jobs=1)
-
-
-def _lda(shrinkage):
-    from deepfake_cli.classifiers._lda import ShrinkageLDA
-
-    # shrinkage keeps the covariance invertible when features outnumber images; ShrinkageLDA gives
-    # scikit-learn's LinearDiscriminantAnalysis(solver="lsqr") decision function without building or
-    # storing the d x d covariance (model files of kilobytes, not 76 MB at 3,088 dimensions)
-    return ShrinkageLDA(shrinkage=shrinkage)
-
-
-def _knn(n_neighbors):
-    from sklearn.neighbors import KNeighborsClassifier
-
-    return KNeighborsClassifier(n_neighbors=n_neighbors)
-
-
-def _svm(C, gamma, kernel, solver, max_exact, n_components, random_state):
-    from deepfake_cli.classifiers._svm import SVMClassifier
-
-    return SVMClassifier(C=C, gamma=gamma, kernel=kernel, solver=solver, max_exact=max_exact,
-                         n_components=n_components, random_state=random_state)
-
-
-def _nb(var_smoothing):
-    from sklearn.naive_bayes import GaussianNB
-
-    return GaussianNB(var_smoothing=var_smoothing)
 
 
 def _gb(max_iter, learning_rate, min_samples_leaf, random_state):
@@ -84,8 +57,11 @@ register_classifier(Entry(
     "random-forest", "random forest", _forest,
     params=(Param("n_estimators", 200, _N_TREES, int), Param("max_depth", None, _DEPTH, optional(int))),
     trusted_types=_TREE | {"sklearn.ensemble._forest.RandomForestClassifier"}, capabilities=SEEDED))
+# shrinkage keeps the covariance invertible when features outnumber images; ShrinkageLDA gives
+# scikit-learn's LinearDiscriminantAnalysis(solver="lsqr") decision function without building or
+# storing the d x d covariance (model files of kilobytes, not 76 MB at 3,088 dimensions)
 register_classifier(Entry(
-    "lda", "linear discriminant analysis with shrinkage", _lda,
+    "lda", "linear discriminant analysis with shrinkage", lazy_class("deepfake_cli.classifiers._lda", "ShrinkageLDA"),
     params=(Param("shrinkage", "auto", "covariance shrinkage: auto (Ledoit-Wolf), a number in [0, 1], or none",
                   optional(float_or("auto"))),),
     # scikit-learn's class stays trusted: model files written before ShrinkageLDA hold it
@@ -96,32 +72,35 @@ _KNN_TYPES = frozenset({"sklearn.neighbors._classification.KNeighborsClassifier"
                         "sklearn.neighbors._ball_tree.BallTree", "sklearn.metrics._dist_metrics.EuclideanDistance64"})
 for _k in (1, 3, 5):
     register_classifier(Entry(
-        f"knn{_k}", f"{_k}-nearest neighbour{'s' if _k > 1 else ''}", _knn,
+        f"knn{_k}", f"{_k}-nearest neighbour{'s' if _k > 1 else ''}",
+        lazy_class("sklearn.neighbors", "KNeighborsClassifier"),
         params=(Param("n_neighbors", _k, "number of neighbours that vote", int),),
         trusted_types=_KNN_TYPES, capabilities=SCALED,
         at_scale="no switch: exact brute-force search in batches (prediction time linear in n); the model keeps "
                  "every training image's features (n x d float32)"))
 
 SVM_MAX_EXACT = 20_000  # libsvm fits 20,000 x 1,280 in 7.3 min on 2 cores, ~n^2.2 beyond (docs/RESULTS.md)
+SVM_LANDMARKS = 2000
 register_classifier(Entry(
-    "svm", "support vector machine (RBF kernel), sigmoid-calibrated", _svm,
+    "svm", "support vector machine (RBF kernel), sigmoid-calibrated",
+    lazy_class("deepfake_cli.classifiers._svm", "SVMClassifier"),
     params=(Param("C", 1.0, "regularisation: larger fits the training images more closely", float),
             Param("gamma", "scale", "RBF kernel width: scale, auto or a number", float_or("scale", "auto")),
             Param("kernel", "rbf", "rbf | linear | poly | sigmoid"),
             Param("solver", "auto", "exact (libsvm) | nystroem (kernel approximation + linear SVM) | auto (exact up "
                                     "to max_exact training images)"),
             Param("max_exact", SVM_MAX_EXACT, "largest training set the auto solver fits exactly", int),
-            Param("n_components", 2000, "Nystroem landmarks (kernel approximation rank)", int)),
+            Param("n_components", SVM_LANDMARKS, "Nystroem landmarks (kernel approximation rank)", int)),
     trusted_types=frozenset({"deepfake_cli.classifiers._svm.SVMClassifier",
                              "sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
                              "sklearn.calibration._SigmoidCalibration", "sklearn.svm._classes.SVC",
                              "sklearn.svm._classes.LinearSVC", "sklearn.kernel_approximation.Nystroem",
                              "sklearn.pipeline.Pipeline"}),
     capabilities=SCALED | SEEDED,
-    at_scale=f"past {SVM_MAX_EXACT:,} training images (solver=auto): Nystroem kernel approximation (2,000 "
-             "landmarks) + linear SVM, linear in n instead of quadratic to cubic"))
+    at_scale=f"past {SVM_MAX_EXACT:,} training images (solver=auto): Nystroem kernel approximation "
+             f"({SVM_LANDMARKS:,} landmarks) + linear SVM, linear in n instead of quadratic to cubic"))
 register_classifier(Entry(
-    "naive-bayes", "Gaussian naive Bayes", _nb,
+    "naive-bayes", "Gaussian naive Bayes", lazy_class("sklearn.naive_bayes", "GaussianNB"),
     params=(Param("var_smoothing", 1e-9, "fraction of the largest variance added to every variance", float),),
     trusted_types=frozenset({"sklearn.naive_bayes.GaussianNB"})))
 register_classifier(Entry(

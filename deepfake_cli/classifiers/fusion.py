@@ -18,7 +18,8 @@ from deepfake_cli.registry import Entry, Param, lazy_attributes, lazy_class
 __getattr__ = lazy_attributes("deepfake_cli.classifiers._fusion", "FusionClassifier")
 
 register_classifier(Entry(
-    "fusion", "per-backbone projections + learned gate (PyTorch, early stopping) for a+b features", lazy_class("deepfake_cli.classifiers._fusion", "FusionClassifier"),
+    "fusion", "per-backbone projections + learned gate (PyTorch, early stopping) for a+b features",
+    lazy_class("deepfake_cli.classifiers._fusion", "FusionClassifier"),
     params=(Param("proj_dim", 64, "width each backbone is projected to", int),
             Param("gate", "gated", "gated (per-image softmax weights over backbones) | mean (equal weights)"),
             Param("dropout", 0.2, "dropout on the inputs and the fused vector while training", float),

@@ -14,7 +14,8 @@ from deepfake_cli.registry import Entry, Param, lazy_attributes, lazy_class
 __getattr__ = lazy_attributes("deepfake_cli.classifiers._linear_probe", "LinearProbe")
 
 register_classifier(Entry(
-    "linear-probe", "linear layer trained with cross-entropy (PyTorch, full batch)", lazy_class("deepfake_cli.classifiers._linear_probe", "LinearProbe"),
+    "linear-probe", "linear layer trained with cross-entropy (PyTorch, full batch)",
+    lazy_class("deepfake_cli.classifiers._linear_probe", "LinearProbe"),
     params=(Param("epochs", 300, "full-batch AdamW steps", int),
             Param("lr", 0.01, "AdamW learning rate", float),
             Param("weight_decay", 1e-3, "AdamW weight decay", float)),

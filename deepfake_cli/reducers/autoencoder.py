@@ -14,7 +14,8 @@ from deepfake_cli.registry import Entry, Param, int_tuple, lazy_attributes, lazy
 __getattr__ = lazy_attributes("deepfake_cli.reducers._autoencoder", "AutoencoderReducer")
 
 register_reducer(Entry(
-    "autoencoder", "MLP autoencoder (PyTorch) with early stopping on a held-out part", lazy_class("deepfake_cli.reducers._autoencoder", "AutoencoderReducer"),
+    "autoencoder", "MLP autoencoder (PyTorch) with early stopping on a held-out part",
+    lazy_class("deepfake_cli.reducers._autoencoder", "AutoencoderReducer"),
     params=(Param("dim", 32, "size of the code layer (the output dimension)", int),
             Param("hidden", (256,), "hidden layer sizes of the encoder, e.g. 512,128 (the decoder mirrors them)",
                   int_tuple),

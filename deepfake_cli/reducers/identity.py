@@ -10,5 +10,6 @@ from deepfake_cli.registry import Entry, lazy_attributes, lazy_class
 __getattr__ = lazy_attributes("deepfake_cli.reducers._identity", "IdentityReducer")
 
 register_reducer(Entry(
-    "none", "no reduction: features pass through unchanged", lazy_class("deepfake_cli.reducers._identity", "IdentityReducer"),
+    "none", "no reduction: features pass through unchanged",
+    lazy_class("deepfake_cli.reducers._identity", "IdentityReducer"),
     trusted_types=frozenset({"deepfake_cli.reducers.identity.IdentityReducer"})))

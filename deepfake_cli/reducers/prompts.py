@@ -17,7 +17,8 @@ from deepfake_cli.registry import Entry, Param, boolean, lazy_attributes, lazy_c
 __getattr__ = lazy_attributes("deepfake_cli.reducers._prompts", "PromptSimilarities")
 
 register_reducer(Entry(
-    "prompts", "append CLIP similarities to text prompts (not a reduction; CLIP features only)", lazy_class("deepfake_cli.reducers._prompts", "PromptSimilarities"),
+    "prompts", "append CLIP similarities to text prompts (not a reduction; CLIP features only)",
+    lazy_class("deepfake_cli.reducers._prompts", "PromptSimilarities"),
     params=(Param("prompts", None, "prompts file, one prompt per line ('real: '/'fake: ' labels optional; default: "
                                    "the zero-shot pair)", optional(str)),
             Param("keep", True, "keep the features and append the similarities (false: only the similarities)",

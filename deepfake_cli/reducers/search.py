@@ -20,7 +20,8 @@ __getattr__ = lazy_attributes("deepfake_cli.reducers._search", "AutoencoderSearc
 
 register_reducer(Entry(
     "autoencoder-search", "random search over autoencoder settings, keeping the best trial "
-                          "(reduce --method autoencoder --search)", lazy_class("deepfake_cli.reducers._search", "AutoencoderSearch"),
+                          "(reduce --method autoencoder --search)",
+    lazy_class("deepfake_cli.reducers._search", "AutoencoderSearch"),
     params=(Param("trials", 8, "number of trials", int),
             Param("time_budget", None, "seconds after which no new trial starts (none: no limit)", optional(float)),
             Param("scoring", "reconstruction", "reconstruction (validation reconstruction error) | accuracy "
