@@ -26,12 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.clicheck import outcome, run_cli  # noqa: E402 -- the checker the hardening tests use
+from tests.clicheck import FEATURE_FILE_DAMAGES, damage_feature_file, outcome, run_cli  # noqa: E402 -- as the tests
 
 
 def build(base: Path) -> dict:
-    import h5py
-
     from deepfake_cli.extract import extract
     from deepfake_cli.train import train
     from tests.conftest import copy_subset, example_set
@@ -49,19 +47,10 @@ def build(base: Path) -> dict:
     (base / "loop.jpg").symlink_to("loop.jpg")
     os.mkfifo(base / "fifo")
     broken = {}
-    for damage in ("nolabel", "badmeta", "nometa", "short"):
+    for damage in FEATURE_FILE_DAMAGES:
         p = base / f"broken_{damage}.h5"
         shutil.copy(feats, p)
-        with h5py.File(p, "a") as f:
-            if damage == "nolabel":
-                del f["label"]
-            elif damage == "badmeta":
-                f.attrs["meta"] = "{not json"
-            elif damage == "nometa":
-                del f.attrs["meta"]
-            else:
-                f["path"].resize(2, axis=0)
-        broken[damage] = p
+        broken[damage] = damage_feature_file(p, damage)
     markup = base / "a["
     copy_subset(example_set("cifake_sd14"), markup, 1)
     shutil.copy(img, markup / "fake" / "[bold]x].png")
@@ -80,8 +69,8 @@ def lines(b: Path, x: dict) -> list[list[str]]:
         ["predict", M, IMG, "--batch-size", "0"], ["predict", M, IMG, "--batch-size", "-1"],
         ["predict", M, IMG, "--out", b / "adir"], ["reduce", F, "--method", "pca", "--out", b / "adir"],
         ["eval", M, "--features", F, "--out", b / "note.txt"],
-        ["info", x["B"]["nolabel"]], ["info", x["B"]["badmeta"]], ["info", x["B"]["nometa"]],
-        ["train", x["B"]["badmeta"], "--classifier", "lda", "--out", o("t.model")],
+        ["info", x["B"]["no_label"]], ["info", x["B"]["bad_meta"]], ["info", x["B"]["no_meta"]],
+        ["train", x["B"]["bad_meta"], "--classifier", "lda", "--out", o("t.model")],
         ["train", x["B"]["short"], "--classifier", "lda", "--out", o("t.model")],
         ["extract", DS, *low, "--out", b / "ro" / "f.h5"], ["predict", M, IMG, "--out", b / "ro" / "p.csv"],
         ["eval", M, "--features", F, "--out", b / "ro" / "ev"],

@@ -1,8 +1,8 @@
 """Running the `deepfake` CLI as its own process and judging how it ended (a test harness, not shipped).
 
 One definition of "a one-line error" (non-zero exit, exactly one `error: ...` line on stderr, no
-traceback), shared by the hardening tests and benchmarks/adversarial_cli.py. Imports nothing of the
-package, so a benchmark can use it before building anything.
+traceback), shared by the hardening tests and benchmarks/adversarial_cli.py, and the ways a feature
+file gets damaged. Imports nothing of the package, so a benchmark can use it before building anything.
 """
 
 from __future__ import annotations
@@ -56,3 +56,25 @@ def outcome(returncode: int, stderr: str) -> tuple[str, str]:
         return "ok", (stderr.strip().splitlines() or [""])[-1]
     line = one_line_error(stderr)
     return ("one-line", line) if line is not None else ("BAD", stderr.strip()[-300:])
+
+
+FEATURE_FILE_DAMAGES = ("no_label", "bad_meta", "no_meta", "short")
+
+
+def damage_feature_file(path, damage: str) -> Path:
+    """Break a feature file in place as files get broken: a dataset gone (`no_label`), metadata that is not
+    JSON (`bad_meta`) or absent (`no_meta`), a column shorter than the others (`short`)."""
+    import h5py  # only here: the module itself stays free of the project's dependencies
+
+    if damage not in FEATURE_FILE_DAMAGES:
+        raise ValueError(f"unknown damage {damage!r}; choose from {FEATURE_FILE_DAMAGES}")
+    with h5py.File(path, "a") as f:
+        if damage == "no_label":
+            del f["label"]
+        elif damage == "bad_meta":
+            f.attrs["meta"] = "{not json"
+        elif damage == "no_meta":
+            del f.attrs["meta"]
+        else:
+            f["path"].resize(2, axis=0)
+    return Path(path)

@@ -47,6 +47,26 @@ def copy_subset(src: Path, dst: Path, n: int, classes=("real", "fake")) -> Path:
     return dst
 
 
+def assert_same_features(a_path, b_path, exact: bool = True):
+    """Two feature files hold the same rows in the same order and the same metadata (but the creation
+    time); `exact=False`: features equal up to float rounding (another process, another thread count)."""
+    import numpy as np
+
+    from deepfake_cli.features import read_features
+
+    a, b = read_features(a_path), read_features(b_path)
+    for col in ("y", "dataset", "path", "sha256"):
+        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
+    if exact:
+        np.testing.assert_array_equal(a.X, b.X)
+    else:
+        np.testing.assert_allclose(a.X, b.X, rtol=1e-4, atol=1e-5)
+    ma, mb = dict(a.meta), dict(b.meta)
+    ma.pop("created"), mb.pop("created")
+    assert ma == mb
+    return a
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED.is_dir():

@@ -23,7 +23,7 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features, read_meta
 from deepfake_cli.inference.runner import BatchResult, LocalRunner
-from tests.conftest import REPO, copy_subset, example_set
+from tests.conftest import REPO, assert_same_features, copy_subset, example_set
 
 runner = CliRunner()
 
@@ -116,7 +116,7 @@ def _cli(*args):
     return [sys.executable, "-m", "deepfake_cli", *args]
 
 
-def test_resume_after_killed_process_gives_the_same_file(tmp_path):
+def test_resume_after_killed_process_gives_theassert_same_features(tmp_path):
     src = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 14)
     out = tmp_path / "killed.h5"
     parts = tmp_path / "killed.h5.parts"
@@ -201,22 +201,13 @@ class DiesAfter:
             yield r
 
 
-def _same_file(a_path, b_path):
-    a, b = read_features(a_path), read_features(b_path)
-    for col in ("X", "y", "dataset", "path", "sha256"):
-        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
-    ma, mb = dict(a.meta), dict(b.meta)
-    ma.pop("created"), mb.pop("created")
-    assert ma == mb
-
-
 def _with_broken_files(root):
     (root / "fake" / "zero.jpg").write_bytes(b"")
     (root / "real" / "text.png").write_text("not an image")
     return root
 
 
-def test_a_second_runner_gives_the_same_file(small_sets, tmp_path):
+def test_a_second_runner_gives_theassert_same_features(small_sets, tmp_path):
     biggan, cifake = small_sets
     _with_broken_files(cifake)
     args = dict(inputs=[str(biggan), f"cf={cifake}"], backbone="lowlevel", batch_size=5, device="cpu")
@@ -224,7 +215,7 @@ def test_a_second_runner_gives_the_same_file(small_sets, tmp_path):
     engine = ReversedThreadRunner()
     other = extract(out=str(tmp_path / "other.h5"), runner=engine, **args)
     assert engine.seen == [5, 4, 3, 2, 1, 0]  # 26 items in batches of 5, delivered last first
-    _same_file(tmp_path / "local.h5", tmp_path / "other.h5")
+    assert_same_features(tmp_path / "local.h5", tmp_path / "other.h5")
     assert other.n_written == local.n_written == 24 and other.skipped == local.skipped
     assert [r["path"] for r in other.skipped] == ["fake/zero.jpg", "real/text.png"]  # item order, not delivery order
     assert other.seconds["read"] == pytest.approx(0.006) and other.seconds["model"] == pytest.approx(0.012)
@@ -245,7 +236,7 @@ def test_a_failed_engine_resumes_with_only_the_missing_batches(small_sets, tmp_p
     assert engine.seen == [3, 2] and s.resumed_batches == 2 and s.n_processed == 6
     assert not parts.exists()
     extract([str(biggan)], "lowlevel", str(tmp_path / "ref.h5"), batch_size=3)
-    _same_file(out, tmp_path / "ref.h5")
+    assert_same_features(out, tmp_path / "ref.h5")
 
 
 def test_cli_errors_are_one_line(tmp_path):

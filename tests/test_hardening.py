@@ -27,7 +27,7 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from tests.clicheck import one_line_error, run_cli
-from tests.conftest import REPO, copy_subset, example_set
+from tests.conftest import REPO, assert_same_features, copy_subset, example_set
 from tests.faultrun import fill
 
 runner = CliRunner()
@@ -59,16 +59,6 @@ def _one_line_error(stderr: str) -> str:
 def _rows(path) -> dict:
     fs = read_features(path)
     return {d: {c: getattr(fs, c)[fs.dataset == d] for c in ("X", "y", "path", "sha256")} for d in fs.datasets}
-
-
-def _same(a, b) -> None:
-    """Same rows in the same order, same metadata (but the creation time)."""
-    fa, fb = read_features(a), read_features(b)
-    for col in ("X", "y", "dataset", "path", "sha256"):
-        np.testing.assert_array_equal(getattr(fa, col), getattr(fb, col))
-    ma, mb = dict(fa.meta), dict(fb.meta)
-    ma.pop("created"), mb.pop("created")
-    assert ma == mb
 
 
 def _same_rows_per_dataset(a, b) -> None:
@@ -110,14 +100,14 @@ def test_a_kill_at_each_write_step_resumes_to_the_same_file(sets, tmp_path, step
     r = _fault(step, *_extract_args(ds, out))
     assert r.returncode == -9, (r.returncode, r.stderr)
     if step.split(":")[0] in ("final_renamed", "parts_removing"):
-        _same(out, ref)  # the file was complete before the kill
+        assert_same_features(out, ref)  # the file was complete before the kill
     elif before is None:
         assert not out.exists()  # nothing that looks finished
     else:
         assert out.read_bytes() == before  # an append never touches the file before its final rename
     r = _cli(*_extract_args(ds, out))
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    _same(out, ref)
+    assert_same_features(out, ref)
     assert _litter(tmp_path) == []  # orphaned temporaries, shards and the dead writer's lock are gone
 
 
@@ -127,7 +117,7 @@ def test_parts_left_by_a_finished_run_never_block_an_append(sets, tmp_path):
     assert (tmp_path / "k.h5.parts" / "run.json").exists()
     r = _cli(*_extract_args(sets["b"], out))  # other arguments: the stale parts must not make it refuse
     assert r.returncode == 0, r.stderr
-    _same(out, sets["ref_ab"])
+    assert_same_features(out, sets["ref_ab"])
     assert _litter(tmp_path) == []
 
 
@@ -148,7 +138,7 @@ def test_stale_parts_without_dataset_names_or_run_json_are_cleaned_not_adopted(s
     ref = tmp_path / "ref.h5"
     extract([str(sets["a"])], "lowlevel", str(ref), batch_size=3, workers=0, device="cpu")
     extract([str(sets["b"])], "lowlevel", str(ref), batch_size=3, workers=0, device="cpu")
-    _same(out, ref)
+    assert_same_features(out, ref)
     # batch files whose run.json is gone (a kill while .parts was removed) are never taken for a new run's
     parts.mkdir()
     np.savez(parts / "batch_000000.npz", idx=np.arange(3), sha=np.array([b"0" * 64] * 3), X=np.zeros((3, 83)),
@@ -191,7 +181,7 @@ def test_a_killed_overwrite_keeps_the_old_file(sets, tmp_path):
     assert out.read_bytes() == before  # replaced only by the final rename
     r = _cli(*_extract_args(sets["a"], out), "--overwrite")
     assert r.returncode == 0, r.stderr
-    _same(out, sets["ref_a"])
+    assert_same_features(out, sets["ref_a"])
     assert _litter(tmp_path) == []
 
 
@@ -220,10 +210,10 @@ def test_a_second_extract_into_one_output_is_refused_naming_the_holder(sets, tmp
         out.with_name(out.name + ".release").write_text("go")
         _, err = first.communicate(timeout=180)
     assert first.returncode == 0, err
-    _same(out, sets["ref_a"])  # the refused writer changed nothing
+    assert_same_features(out, sets["ref_a"])  # the refused writer changed nothing
     r = _cli(*_extract_args(sets["b"], out))  # and runs once the first is done
     assert r.returncode == 0, r.stderr
-    _same(out, sets["ref_ab"])
+    assert_same_features(out, sets["ref_ab"])
 
 
 @pytest.mark.parametrize("second", ["other dataset", "same arguments"])
@@ -324,7 +314,7 @@ def test_full_disk_before_the_run_is_refused_early(sets, tiny_fs):
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["zz_filler.bin"]
     (tiny_fs / "zz_filler.bin").unlink()
     assert _cli(*_extract_args(sets["a"], out)).returncode == 0
-    _same(out, sets["ref_a"])
+    assert_same_features(out, sets["ref_a"])
 
 
 @pytest.mark.parametrize("step, says", [
@@ -345,7 +335,7 @@ def test_full_disk_during_an_append_is_one_line_and_resumable(sets, tiny_fs, ste
     (tiny_fs / "zz_filler.bin").unlink()  # free the space and rerun
     r = _cli(*_extract_args(sets["b"], out))
     assert r.returncode == 0, r.stderr
-    _same(out, sets["ref_ab"])
+    assert_same_features(out, sets["ref_ab"])
     assert sorted(p.name for p in tiny_fs.iterdir()) == ["x.h5"]
 
 

@@ -11,7 +11,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import h5py
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,7 @@ from deepfake_cli.cli import app
 from deepfake_cli.data import parse_named_path
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
-from tests.clicheck import run_cli
+from tests.clicheck import damage_feature_file, run_cli
 from tests.conftest import copy_subset, example_set
 from tests.imagegen import png_1bit
 
@@ -174,13 +173,7 @@ def test_bad_command_lines_of_the_issue_are_one_line(model, tmp_path):
     for damage in ("no_label", "bad_meta", "no_meta"):
         bad = tmp_path / f"{damage}.h5"
         shutil.copy(feats, bad)
-        with h5py.File(bad, "a") as f:
-            if damage == "no_label":
-                del f["label"]
-            elif damage == "bad_meta":
-                f.attrs["meta"] = "{not json"
-            else:
-                del f.attrs["meta"]
+        damage_feature_file(bad, damage)
         for args in (["info", bad], ["train", bad, "--classifier", "lda", "--out", tmp_path / "x.model"],
                      ["eval", m, "--features", bad], ["reduce", bad, "--method", "pca", "--out", tmp_path / "r.reducer"]):
             _one_line(args, "damaged")

@@ -20,6 +20,7 @@ from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import FeatureFileWriter, read_features, read_meta, remove_orphaned_temporaries
 from deepfake_cli.locks import lock_path, output_lock
+from tests.clicheck import damage_feature_file
 
 HOLD = """
 import sys, time, pathlib
@@ -79,16 +80,9 @@ def _write(path, n=5, dim=4):
         return w.close()
 
 
-@pytest.mark.parametrize("damage", ["drop_label", "bad_meta", "short_path"])
+@pytest.mark.parametrize("damage", ["no_label", "bad_meta", "short"])
 def test_damaged_feature_file_is_one_line(tmp_path, damage):
-    path = _write(tmp_path / "f.h5")
-    with h5py.File(path, "a") as f:
-        if damage == "drop_label":
-            del f["label"]
-        elif damage == "bad_meta":
-            f.attrs["meta"] = "{not json"
-        else:
-            f["path"].resize(2, axis=0)
+    path = damage_feature_file(_write(tmp_path / "f.h5"), damage)
     with pytest.raises(DeepfakeError, match="damaged"):
         read_meta(path)
     with pytest.raises(DeepfakeError, match="damaged"):

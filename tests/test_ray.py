@@ -26,7 +26,7 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from deepfake_cli.inference.runner import LocalRunner
-from tests.conftest import copy_subset, example_set
+from tests.conftest import assert_same_features, copy_subset, example_set
 from tests.imagegen import add_member, write_shard
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -77,20 +77,6 @@ def _mixed_sources(root: Path) -> list[str]:
     with open(listing, "a") as fh:
         fh.write("listed/real/missing.png,real\n")  # listed, but not there: the reader reports it
     return [f"folder={folder}", f"shards={root / 'shards'}", f"listed={listing}"]
-
-
-def _same_file(a_path, b_path, exact: bool = True):
-    a, b = read_features(a_path), read_features(b_path)
-    for col in ("y", "dataset", "path", "sha256"):
-        np.testing.assert_array_equal(getattr(a, col), getattr(b, col))
-    if exact:
-        np.testing.assert_array_equal(a.X, b.X)
-    else:  # another process, another torch thread count: the same numbers up to float rounding
-        np.testing.assert_allclose(a.X, b.X, rtol=1e-4, atol=1e-5)
-    ma, mb = dict(a.meta), dict(b.meta)
-    ma.pop("created"), mb.pop("created")
-    assert ma == mb
-    return a
 
 
 # --- sources (no Ray needed) -------------------------------------------------------------------------
@@ -249,7 +235,7 @@ def test_ray_engine_writes_the_local_engines_file(ray_cluster, sources, local_fi
     _, specs = sources
     runner = RayRunner(model_workers=2)
     s = extract(specs, backbone="lowlevel", out=str(tmp_path / "ray.h5"), batch_size=3, runner=runner)
-    fs = _same_file(local_file[0], tmp_path / "ray.h5", exact=False)
+    fs = assert_same_features(local_file[0], tmp_path / "ray.h5", exact=False)
     assert s.skipped == local_file[1].skipped and len(fs) == 30
     assert {(r["dataset"], r["path"]) for r in s.skipped} == {
         ("folder", "fake/zero.jpg"), ("folder", "real/text.png"), ("shards", "00000.tar/999999.jpg"),
@@ -280,7 +266,7 @@ def test_ray_engine_resumes_from_the_shards_of_a_failed_run(ray_cluster, sources
     assert sorted(runner.batches_run) == list(range(5, 12))  # only the missing batches ran
     assert s.resumed_batches == 5 and s.n_processed == 34 - 15
     assert not parts.exists()
-    _same_file(local_file[0], out, exact=False)
+    assert_same_features(local_file[0], out, exact=False)
 
 
 @needs_ray
@@ -301,7 +287,7 @@ def test_killed_model_actor_every_image_exactly_once(ray_cluster, sources, local
     s = extract(specs, backbone="lowlevel", out=str(out), batch_size=3, runner=runner, progress=kill_once)
     assert killed and not _alive(killed[0])
     assert runner.resubmitted >= 1  # batches in flight when the actor died were sent again
-    fs = _same_file(local_file[0], out, exact=False)
+    fs = assert_same_features(local_file[0], out, exact=False)
     keys = list(zip(fs.dataset.tolist(), fs.path.tolist()))
     assert len(keys) == len(set(keys)) == 30 and s.n_written == 30
     assert sorted(runner.batches_run) == list(range(12))  # each batch delivered once
