@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from deepfake_cli.artifacts import Model, load_models
-from deepfake_cli.data import LABEL_NAMES, ImageItem, collect_files
+from deepfake_cli.data import LABEL_NAMES, ImageItem
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import compatibility_key
 from deepfake_cli.fileio import csv_text, to_json

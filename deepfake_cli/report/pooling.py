@@ -53,11 +53,11 @@ class Pooling:
 
     def method_text(self) -> str:
         """How the intervals were computed, for the report's introduction."""
-        base = (f"A pooled accuracy is the mean of the accuracies of the rows it summarises (a row is one cell "
-                f"-- backbone, reducer, classifier, training set and transform -- on one test set under one test "
-                f"transform), so every row weighs the same whatever its test-set size. `n` is the number of "
-                f"distinct test images behind it: every cell and every test transform sees the same images, so "
-                f"each is counted once (per test set, ")
+        base = ("A pooled accuracy is the mean of the accuracies of the rows it summarises (a row is one cell "
+                "-- backbone, reducer, classifier, training set and transform -- on one test set under one test "
+                "transform), so every row weighs the same whatever its test-set size. `n` is the number of "
+                "distinct test images behind it: every cell and every test transform sees the same images, so "
+                "each is counted once (per test set, ")
         base += ("the union of the rows' image hashes). " if self.with_scores == self.n_rows else
                  "the largest test set among its rows; within-dataset rows test the same held-out split). ")
         base += (f"The 95% interval comes from a bootstrap ({self.n_boot} draws, seed {self.seed}) that resamples "
