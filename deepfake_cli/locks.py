@@ -29,12 +29,20 @@ def lock_path(out) -> Path:
     return out.with_name(out.name + LOCK_SUFFIX)
 
 
-def _holder(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text())
-        return f"pid {info.get('pid')} on {info.get('host')} ({info.get('command', '?')}, since {info.get('since')})"
-    except (OSError, ValueError):
-        return "another process"
+def _holder(path: Path, tries: int = 10, wait: float = 0.02) -> str:
+    """Who holds the lock, from the lock file. The holder writes its name just after taking the flock, so a
+    reader that comes in between finds the file empty: it looks again for a moment before giving up (a
+    holder that could not write, e.g. on a full disk, stays "another process")."""
+    for attempt in range(tries):
+        try:
+            info = json.loads(path.read_text())
+            return f"pid {info.get('pid')} on {info.get('host')} ({info.get('command', '?')}, since {info.get('since')})"
+        except FileNotFoundError:
+            break  # released meanwhile
+        except (OSError, ValueError):
+            if attempt + 1 < tries:
+                time.sleep(wait)
+    return "another process"
 
 
 @contextmanager
