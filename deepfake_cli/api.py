@@ -10,14 +10,20 @@ may be given instead, called as the stage reports). torch, scikit-learn and the 
 imported on first use, not by `import deepfake_cli`.
 
 Images, wherever a function takes `images`: a path (file, folder searched recursively, `.tar` shard,
-`.txt`/`.csv` list), a PIL image, a numpy array (H x W x 3 RGB, H x W grayscale or H x W x 4 RGBA;
-uint8, or float in [0, 1]; a 4-d array is a batch N x H x W x C), a torch tensor (C x H x W or a batch
-N x C x H x W; uint8, or float in [0, 1] as `torchvision.transforms.ToTensor` gives), or a list of any
-of these. A PIL image is decoded as its file would be (EXIF orientation, transparency on white), so it
-gives the same features as the file. In-memory images are named `<image I>` (`<image I.J>` for image J
-of a batch at position I) and hashed from their pixels (`sha256(b"deepfake-cli:rgb8:H:W\\n" + RGB
-bytes)`), not from file bytes: the hash differs from the file's, and so do the random draws of the
-`blur` / `jitter` transforms, which are seeded by it.
+`.txt`/`.csv` list), encoded image bytes (`bytes`/`bytearray`/`memoryview` holding a PNG, JPEG, ...
+file: decoded, hashed and size-checked as that file is), a PIL image, a numpy array (H x W x 3 RGB,
+H x W grayscale or H x W x 4 RGBA; uint8, or float in [0, 1]; a 4-d array is a batch N x H x W x C), a
+torch tensor (C x H x W or a batch N x C x H x W; uint8, or float in [0, 1] as
+`torchvision.transforms.ToTensor` gives), or a list of any of these. Anything else (None, a bool or
+int64 array, a 0 x 0 image, a closed PIL image) is a `DeepfakeError` naming the input. A PIL image is
+decoded as its file would be (EXIF orientation, transparency on white), so it gives the same features
+as the file. An image over the readers' size limits (`data.MAX_PIXELS` pixels, an aspect ratio over
+`data.decode.MAX_ASPECT`:1, a resize over `data.decode.MAX_RESIZED_PIXELS`) is skipped as its file would
+be: it keeps its place, with NaN scores and the reason in `skipped`. In-memory images are named
+`<image I>` (`<image I.J>` for image J of a batch at position I) and hashed from their pixels
+(`sha256(b"deepfake-cli:rgb8:H:W\\n" + RGB bytes)`), not from file bytes (encoded bytes: from those
+bytes, as a file): the hash differs from the file's, and so do the random draws of the `blur` /
+`jitter` transforms, which are seeded by it.
 """
 
 from __future__ import annotations
@@ -325,7 +331,7 @@ class Evaluation:
 
 
 def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequence[PathLike],
-             out: PathLike | None = None, overwrite: bool = False) -> Evaluation:
+             out: PathLike | None = None, overwrite: bool = False, raw_csv: bool = False) -> Evaluation:
     """Score models within-dataset (their held-out images) and across datasets (`deepfake eval`).
 
     Parameters
@@ -338,6 +344,9 @@ def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequ
         A folder to write `eval.csv`, `eval.json`, `eval.md` and `eval_images.csv` into.
     overwrite : bool
         Replace files of those names in `out` that `eval` did not write.
+    raw_csv : bool
+        Write the CSV text cells as they are. By default a cell that a spreadsheet would run as a
+        formula (one starting with =, +, -, @, tab or CR, and not a number) gets a leading `'`.
 
     Returns
     -------
@@ -354,11 +363,12 @@ def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequ
     """
     models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
     features = [features] if isinstance(features, (str, os.PathLike)) else list(features)
-    return _evaluate(models, features, out, overwrite=overwrite)
+    return _evaluate(models, features, out, overwrite=overwrite, raw_csv=raw_csv)
 
 
 @writes(eval_targets, eval_inputs)  # never over a model or feature file it reads; one writer per --out
-def _evaluate(models: list, features: list, out: PathLike | None, overwrite: bool = False) -> Evaluation:
+def _evaluate(models: list, features: list, out: PathLike | None, overwrite: bool = False,
+              raw_csv: bool = False) -> Evaluation:
     from deepfake_cli.evaluate import evaluate as run
     from deepfake_cli.evaluate import write_outputs
 
@@ -366,7 +376,7 @@ def _evaluate(models: list, features: list, out: PathLike | None, overwrite: boo
     result.rows = run([m if not isinstance(m, os.PathLike) else str(m) for m in models], [str(f) for f in features],
                       per_image=result.images, notes=result.notes)
     if out is not None and result.rows:
-        result.written = list(write_outputs(result.rows, str(out), per_image=result.images))
+        result.written = list(write_outputs(result.rows, str(out), per_image=result.images, raw_csv=raw_csv))
     return result
 
 
@@ -374,7 +384,7 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
             weights: str | None = None, transform: str = "none", device: str = "auto", batch_size: int = 32,
             workers: int = -1, engine: str = "local", ray_address: str | None = None,
             model_workers: int | None = None, gpus_per_worker: float | None = None, overwrite: bool = False,
-            progress: Progress = False) -> "PredictResult":
+            raw_csv: bool = False, progress: Progress = False) -> "PredictResult":
     """Score image files with a model file (or a folder of them) (`deepfake predict`).
 
     For images in memory, and for arrays out, use `load_model(path)` and its `Detector` methods.
@@ -391,6 +401,9 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
         As the command's options (`transform` is the test-time transform, `none` by default).
     overwrite : bool
         Replace an existing `out` that is not a predictions file.
+    raw_csv : bool
+        Write the CSV's paths as they are. By default a cell that a spreadsheet would run as a formula
+        (one starting with =, +, -, @, tab or CR, and not a number) gets a leading `'`; JSON lines are raw.
     progress : bool or callable
         True: a counter on stderr; a function: called as `progress(done, total)`.
 
@@ -406,16 +419,18 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
     >>> res.n_images, res.rows[0]["label"] in ("real", "fake")
     (20, True)
     """
-    inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    from deepfake_cli.inference.memory import as_inputs
+
+    inputs = as_inputs(paths)
     return _predict(model, inputs, out=out, json_lines=json_lines, weights=weights, transform=transform, device=device,
                     batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
                     model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
-                    progress=progress)
+                    raw_csv=raw_csv, progress=progress)
 
 
 @writes(predict_targets, predict_inputs)  # --out never over an input; one writer per --out
 def _predict(model, paths: list, *, out, json_lines, weights, transform, device, batch_size, workers, engine,
-             ray_address, model_workers, gpus_per_worker, overwrite=False, progress=False):
+             ray_address, model_workers, gpus_per_worker, overwrite=False, raw_csv=False, progress=False):
     from deepfake_cli.fileio import atomic_write_text
     from deepfake_cli.inference.engines import create_runner
     from deepfake_cli.predict import predict as run
@@ -428,7 +443,7 @@ def _predict(model, paths: list, *, out, json_lines, weights, transform, device,
               [str(p) if isinstance(p, os.PathLike) else p for p in inputs], weights=weights, transform=transform,
               device=device, batch_size=batch_size, runner=runner, progress=_callback(progress, "predict"))
     if out is not None:
-        atomic_write_text(out, to_jsonl(res.rows) if json_lines else to_csv(res.rows))
+        atomic_write_text(out, to_jsonl(res.rows) if json_lines else to_csv(res.rows, raw=raw_csv))
     return res
 
 

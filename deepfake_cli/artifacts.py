@@ -246,7 +246,12 @@ def save_model(path, pipeline, meta: dict, extras: dict | None = None) -> Path:
 
 
 def load_model(path) -> Model:
-    return load_artifact(path, "model")
+    model = load_artifact(path, "model")
+    if isinstance(model.meta.get("finetune"), dict):  # its network moves with it: find it where the model is now
+        from deepfake_cli.backbones.finetuned import locate_trunk
+
+        model.meta["backbone"] = locate_trunk(model.meta, model.path)
+    return model
 
 
 def save_reducer(path, reducer, meta: dict) -> Path:

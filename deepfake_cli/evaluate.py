@@ -17,7 +17,7 @@ import numpy as np
 from deepfake_cli.artifacts import Model, load_models
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, matching_options, mismatch, read_features
-from deepfake_cli.fileio import atomic_write_text, csv_text, number_format, to_json
+from deepfake_cli.fileio import atomic_write_text, csv_text, md_table, number_format, to_json
 from deepfake_cli.scoring import binary_scores
 from deepfake_cli.stats import group_matrix, wilson_interval
 
@@ -163,35 +163,34 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def to_csv(rows: list[dict], columns=None, digits: int | None = 6) -> str:
-    return csv_text(rows, columns or COLUMNS + EXTRA_COLUMNS, number_format(digits))
+def to_csv(rows: list[dict], columns=None, digits: int | None = 6, raw: bool = False) -> str:
+    """CSV of result rows; text cells guarded against spreadsheet formulas unless `raw` (`fileio.csv_text`)."""
+    return csv_text(rows, columns or COLUMNS + EXTRA_COLUMNS, number_format(digits), raw=raw)
 
 
 def to_markdown(rows: list[dict]) -> str:
     cols = ["model", "train_datasets", "test_dataset", "kind", "test_transform", "n", "accuracy",
             "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy", "roc_auc", "accuracy_at_0_5"]
-    lines = ["# Evaluation", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+    table = [cols] + [[_fmt(r[c]) for c in cols] for r in rows]
     rk, ck, cells = matrix(rows)
     with_n = mixed_sizes(cells)
-    lines += ["", f"## Accuracy matrix ({matrix_title(cells)})", "",
-              "| model | " + " | ".join(ck) + " |", "|" + "---|" * (len(ck) + 1)]
-    for k in rk:
-        lines.append(f"| {k} | " + " | ".join(matrix_cell(cells.get((k, c)), with_n) for c in ck) + " |")
+    grid = [["model"] + ck] + [[k] + [matrix_cell(cells.get((k, c)), with_n) for c in ck] for k in rk]
+    lines = ["# Evaluation", "", md_table(table),
+             "", f"## Accuracy matrix ({matrix_title(cells)})", "", md_table(grid)]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None) -> list[Path]:
-    """eval.csv, eval.json, eval.md (and eval_images.csv when per-image scores are given), atomically."""
+def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None, raw_csv: bool = False) -> list[Path]:
+    """eval.csv, eval.json, eval.md (and eval_images.csv when per-image scores are given), atomically.
+    `raw_csv`: CSV text cells as they are, not guarded against spreadsheet formulas (JSON is always raw)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"eval.csv": to_csv(rows),
+    files = {"eval.csv": to_csv(rows, raw=raw_csv),
              "eval.json": to_json(rows, indent=2) + "\n",
              "eval.md": to_markdown(rows)}
     if per_image is not None:
         files["eval_images.csv"] = to_csv(per_image, ["model", "features", "test_dataset", "kind", "path", "sha256",
-                                                      "label", "p_fake", "score"], digits=None)
+                                                      "label", "p_fake", "score"], digits=None, raw=raw_csv)
     written = []
     for name, text in files.items():
         written.append(atomic_write_text(out / name, text))

@@ -193,6 +193,9 @@ def _open(path) -> h5py.File:
     p = Path(path)
     if not p.exists():
         raise DeepfakeError(f"feature file not found: {path}")
+    from deepfake_cli.data.walk import require_regular_file
+
+    require_regular_file(p, str(path), "a feature file written by `deepfake extract`")  # a FIFO would block h5py
     try:
         f = h5py.File(p, "r")
     except OSError:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ from torch import nn
 from deepfake_cli import __version__
 from deepfake_cli.artifacts import MODEL_SUFFIX, load_model, save_model
 from deepfake_cli.data import UnreadableImage, discover_many, read_item
+from deepfake_cli.data.decode import check_shorter_resize
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import FeatureSet
 from deepfake_cli.fileio import atomic_path
@@ -103,10 +105,12 @@ class FinetuneSummary:
 
 def output_paths(out: str | Path, arch: str) -> tuple[Path, Path, Path]:
     """(model file, trunk file, checkpoint): `OUT`, `OUT` with suffix .safetensors, `OUT.checkpoint`;
-    an existing folder as `out` gets `finetuned-<arch>.model` in it."""
+    a folder as `out` (an existing one, or a name ending in "/") gets `finetuned-<arch>.model` in it."""
+    from deepfake_cli.outputs import names_folder
+
+    if names_folder(out):
+        out = Path(out) / f"finetuned-{arch}{MODEL_SUFFIX}"
     out = Path(out)
-    if out.is_dir():
-        out = out / f"finetuned-{arch}{MODEL_SUFFIX}"
     trunk = out.with_suffix(TRUNK_SUFFIX)
     if trunk == out:
         raise DeepfakeError(f"--out {out} ends in {TRUNK_SUFFIX}, the name of the trunk file; use e.g. "
@@ -143,6 +147,7 @@ def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], w
     augment = normalize_transform(augment)
     dev = resolve_device(device)
     model_path, trunk_path, ckpt_path = output_paths(out, arch)
+    _check_outputs(model_path, inputs, real, fake, weights, overwrite)  # before the lock file lands beside it
     with output_lock(model_path, "model"):
         _check_outputs(model_path, inputs, real, fake, weights, overwrite)
         if overwrite:
@@ -150,7 +155,7 @@ def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], w
                 p.unlink(missing_ok=True)
         datasets = discover_many(list(inputs), real=real, fake=fake, name=name, require_labels=True)
         start_path, start_id = _start_weights(spec, weights, pretrained)  # fails fast when weights are missing
-        images, skipped = _scan(datasets, progress)
+        images, skipped = _scan(datasets, progress, _largest_resize(size, augment))
         split = _split(images, test_size, val_size, seed, [d.name for d in datasets])
         signature = {"arch": spec.name, "start_weights_id": start_id, "size": int(size), "augment": augment,
                      "epochs": int(epochs), "batch_size": int(batch_size), "micro_batch": micro_batch,
@@ -249,13 +254,21 @@ class _Images:
                           self.sha256, {})
 
 
-def _scan(datasets, progress: FinetuneProgress) -> tuple[_Images, list[dict]]:
-    """Read and hash every labelled image once; unreadable ones are skipped (as `extract` skips them)."""
+def _largest_resize(size: int, augment: str) -> int:
+    """The largest shorter side an image is resized to in training: `size`, or an augmentation's resize:S."""
+    return max([int(size)] + [s.value for s in Transform(augment).steps if s.kind == "resize"])
+
+
+def _scan(datasets, progress: FinetuneProgress, resize: int) -> tuple[_Images, list[dict]]:
+    """Read and hash every labelled image once; unreadable ones are skipped (as `extract` skips them), and
+    so are those whose shorter side resized to `resize` is over the resize budget (found here, not by a
+    DataLoader worker in the middle of an epoch)."""
     todo = [(d.name, it) for d in datasets for it in d.items if it.label >= 0]
     items, y, names, rels, hashes, skipped = [], [], [], [], [], []
     for i, (ds, item) in enumerate(todo):
         try:
             _img, digest = read_item(item)
+            check_shorter_resize(_img.width, _img.height, resize)
         except UnreadableImage as exc:
             skipped.append({"dataset": ds, "path": item.rel, "reason": exc.reason})
         else:
@@ -329,11 +342,13 @@ class _Run:
     def _loader(self, idx: np.ndarray, transform: Transform | None, shuffle_seed: list | None,
                 batch_size: int | None = None):
         from deepfake_cli.inference.device import resolve_workers
+        from deepfake_cli.inference.runner import reader_worker_init
 
         order = idx if shuffle_seed is None else idx[np.random.default_rng(shuffle_seed).permutation(len(idx))]
         data = _ImageData([self.images.items[i] for i in order], self.images.y[order], self.preprocess, transform)
         return torch.utils.data.DataLoader(data, batch_size=batch_size or self.batch_size, shuffle=False,
                                            num_workers=resolve_workers(self.workers),
+                                           worker_init_fn=reader_worker_init(threads=None),  # not past a kill
                                            pin_memory=self.device.type == "cuda")
 
     def epoch(self, net, opt, epoch: int, progress: FinetuneProgress) -> dict:
@@ -623,9 +638,16 @@ def _model_meta(summary: FinetuneSummary, spec, run: _Run, signature: dict, spli
                               "size": signature["size"], "augment": signature["augment"]},
         "threshold": summary.threshold, "threshold_rule": "max balanced accuracy on validation p_fake",
         "validation": summary.validation, "notes": notes, "created": created,
-        "finetune": {"arch": spec.name, "trunk_file": str(summary.trunk.resolve()), "best_epoch": summary.best_epoch,
+        # the trunk relative to the model file (with its sha256 in weights_id): the two move together
+        "finetune": {"arch": spec.name, "trunk_file": _relative_to_model(summary.trunk, summary.model),
+                     "best_epoch": summary.best_epoch,
                      "history": summary.history, "device": str(run.device), "signature": signature},
     }
+
+
+def _relative_to_model(trunk: Path, model: Path) -> str:
+    """`trunk`'s path relative to the folder of `model` ("ft.safetensors": it is written beside it)."""
+    return Path(os.path.relpath(trunk.resolve(), model.resolve().parent)).as_posix()
 
 
 def _embed(backbone: str, items: list, batch_size: int, device, workers) -> np.ndarray:

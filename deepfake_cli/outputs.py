@@ -5,8 +5,8 @@ Every command that writes declares its outputs and inputs once, with `writes(...
 (or on its API function where that does the writing: `api.evaluate`, `api.predict`). Before the function runs:
 
 * an output that is an input (same resolved path, or same device and inode: a hard link or a symlink to
-  it), or an existing file lying in an input folder that the command would read (an image or a .tar
-  shard), is refused, even with `--overwrite`;
+  it), or any output (file or folder, existing or not) inside an input folder that the command reads
+  (a dataset root, a --real/--fake folder), is refused, even with `--overwrite`;
 * an existing output that is not the command's own kind of artifact (`artifact_kind`: our HDF5 feature
   file, model, reducer, predictions CSV/JSONL, eval outputs) is refused unless `overwrite` is given; an
   empty file counts as replaceable (it holds nothing to lose);
@@ -179,11 +179,17 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _read_by_folder(path: Path, folder: Path) -> bool:
-    """Would a command reading `folder` read the existing file `path` (an image or a .tar below it)?"""
-    from deepfake_cli.data import is_image_file, is_tar_file
+def _input_conflict(p: Path, i: Path) -> str | None:
+    """How writing `p` would touch the input `i` ("is read", "lies in I, which is read"), or None.
 
-    return path.exists() and (is_image_file(path) or is_tar_file(path)) and _inside(path, folder)
+    Anything written below an input folder is refused, whether or not it exists yet and whatever its
+    name: a figure, a CSV or a feature file dropped among the images is read back as one (or shifts the
+    folder's layout) by the next command over that folder, and a cache inside it goes stale unnoticed."""
+    if p.exists() and same_file(p, i):
+        return "is read"
+    if i.is_dir() and _inside(p, i):
+        return f"lies in {i}, which is read"
+    return None
 
 
 # ------------------------------------------------------------------------------------------- targets
@@ -223,10 +229,10 @@ def _check_one(t: Target, inputs: list[Path], overwrite: bool) -> None:
     elif p.is_dir():
         raise DeepfakeError(f"{t.option} {p} is a folder; give a file name (e.g. {p / _example_name(t.kind)}).")
     for i in inputs:
-        if p.exists() and same_file(p, i) or i.is_dir() and t.kind != "folder" and _read_by_folder(p, i):
-            what = "is read" if same_file(p, i) else f"lies in {i}, which is read"
-            raise DeepfakeError(f"{t.option} {p} {what} by this command; it never writes over its "
-                                "inputs: choose another name.")
+        what = _input_conflict(p, i)
+        if what:
+            raise DeepfakeError(f"{t.option} {p} {what} by this command; it never writes over or into its "
+                                "inputs: choose a path outside them.")
     if t.kind != "folder" and p.is_file() and not overwrite and os.path.getsize(p) > 0 and artifact_kind(p) != t.kind:
         raise DeepfakeError(f"{t.option} {p} exists and is {describe_file(p)}, not a {KIND_NAMES[t.kind]}; "
                             "pass --overwrite to replace it, or choose another name.")
@@ -405,6 +411,13 @@ def _with_listed(paths: list) -> list:
     return out
 
 
+def names_folder(out) -> bool:
+    """Does `out` name a folder: an existing one, or a name written with a trailing slash ("models/")?
+    Give the text as typed: `Path("models/")` has already dropped the slash."""
+    text = os.fspath(out)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
 def train_targets(a: dict) -> list[Target]:
     from deepfake_cli.artifacts import MODEL_SUFFIX
     from deepfake_cli.classifiers import parse_classifier_names
@@ -412,9 +425,11 @@ def train_targets(a: dict) -> list[Target]:
     out = Path(a["out"])
     c = a["classifiers"]
     names = parse_classifier_names(c if isinstance(c, str) else ",".join(c))
-    if len(names) > 1 and out.exists() and not out.is_dir():
-        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
-    if len(names) > 1 or out.is_dir():
+    folder = names_folder(a["out"])
+    if (len(names) > 1 or folder) and out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {a['out']} is a file; with several classifiers or a trailing '/' --out must "
+                            "be a folder.")
+    if len(names) > 1 or folder:
         return [Target(out / f"{n}{MODEL_SUFFIX}", "model", lock=out) for n in names]
     return [Target(out, "model")]
 
@@ -441,7 +456,10 @@ def study_targets(a: dict) -> list[Target]:
 
 
 def study_inputs(a: dict) -> list:
-    return []  # the config is copied into the folder as config.toml (the same text when it is that file)
+    """The dataset paths of the loaded config `cfg` (so no output lands among their images). The config
+    itself is not one: it is copied into the folder as config.toml (the same text when it is that file)."""
+    cfg = a["cfg"]
+    return _with_listed([p for d in cfg.datasets for p in (d.path, d.real, d.fake) if p])
 
 
 def report_targets(a: dict) -> list[Target]:
@@ -503,6 +521,6 @@ def _refuse_feature_files(model, paths) -> None:
         raise DeepfakeError(f"{model} is a feature file (written by `deepfake extract`), not a model; score feature "
                             f"files with `deepfake eval MODEL --features {model}`.")
     for p in paths:
-        if is_feature_file(p):
+        if isinstance(p, (str, os.PathLike)) and is_feature_file(p):  # images in memory (the API) are no file
             raise DeepfakeError(f"{p} is a feature file, not an image; predict scores image files: use "
                                 f"`deepfake eval {model} --features {p}` to score feature files.")

@@ -86,13 +86,13 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
     `backbones`: a dict the built backbones are kept in and taken from (key: how they were built), so a
     caller scoring many small inputs (`api.Detector`) builds each backbone once.
     """
+    items, skipped = collect_images(inputs)  # every input checked (lists parsed) before any model loads
     models = load_models(model)
     for m in models:
         if m.meta.get("features_reduced_by"):
             raise DeepfakeError(f"Model {m.name} was trained on features written by `deepfake reduce`; it cannot "
                                 "score raw images. Train on the original features with --reducer instead.")
     transform = normalize_transform(transform)
-    items, skipped = collect_images(inputs)
     result = PredictResult(skipped=list(skipped), models=[m.name for m in models])
     if not items:
         return result
@@ -153,10 +153,11 @@ def _score_group(group: list[Model], items: list[ImageItem], rows_by_item: dict,
             progress(done, len(items))
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict], raw: bool = False) -> str:
+    """The rows as CSV; a path that a spreadsheet would run as a formula gets a leading ' unless `raw`."""
     # repr keeps every digit of p_fake (str() of a numpy float may not)
     return csv_text(rows, columns(rows), lambda col, v: repr(float(v)) if col in ("p_fake", "score", "threshold")
-                    else ("" if v is None else str(v)))
+                    else ("" if v is None else str(v)), raw=raw)
 
 
 def to_jsonl(rows: list[dict]) -> str:

@@ -154,9 +154,13 @@ def isolated(fn, *args, cleanup=None, what="the output", **kwargs):
             or "ray" in sys.modules or "grpc" in sys.modules):
         return fn(*args, **kwargs)
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: write, report, and leave without running any of the parent's exit code
         try:
+            from deepfake_cli.locks import die_with_parent
+
+            die_with_parent(parent)  # a writer keeps the lock, so it must not outlive a killed parent
             os.close(r)
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 2)

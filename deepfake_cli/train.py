@@ -35,7 +35,7 @@ from deepfake_cli.features import COMPAT_KEYS, FeatureSet, capability_values, de
 from deepfake_cli.registry import capability_params
 from deepfake_cli.splits import TrainSplit, train_val_split
 from deepfake_cli.stats import wilson_interval
-from deepfake_cli.outputs import train_inputs, train_targets, writes
+from deepfake_cli.outputs import names_folder, train_inputs, train_targets, writes
 
 
 @dataclass
@@ -67,7 +67,8 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
           params: dict[str, dict] | None = None, calibration: str = calib.DEFAULT) -> list[TrainResult]:
     """Train each classifier on `features` and write its model.
 
-    One classifier: `out` is the model file (or a folder to put `<name>.model` in). Several: `out` is a
+    One classifier: `out` is the model file (or a folder to put `<name>.model` in: an existing folder, or
+    a name ending in "/", created). Several: `out` is a
     folder that receives `<name>.model` per classifier. `params` maps a classifier name to its
     hyper-parameters (see `deepfake classifiers`); `seed` and `device` go to the classifiers whose
     registry entry takes them. `calibration`: sigmoid | isotonic | none (see `deepfake_cli.calibration`).
@@ -104,14 +105,15 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
                      "images by `predict` (train on the original features with --reducer for that)")
 
     out_p = Path(out)
-    several = len(names) > 1
-    if several and out_p.exists() and not out_p.is_dir():
-        raise DeepfakeError(f"--out {out} is a file; with several classifiers --out must be a folder.")
+    into_folder = len(names) > 1 or names_folder(out)  # "models/" with one classifier: models/<name>.model
+    if into_folder and out_p.exists() and not out_p.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; with several classifiers or a trailing '/' --out must be a "
+                            "folder.")
     results = []
     for name in names:
         if progress:
             progress(name)
-        target = (out_p / f"{name}{MODEL_SUFFIX}") if (several or out_p.is_dir()) else out_p
+        target = (out_p / f"{name}{MODEL_SUFFIX}") if into_folder else out_p
         results.append(_train_one(name, estimators[name], fs, split, red_step, common_meta, target, list(notes),
                                   calibration=calibration, seed=seed))
     return results

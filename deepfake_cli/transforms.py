@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from deepfake_cli.data.decode import check_resize, shorter_side_size
 from deepfake_cli.errors import DeepfakeError
 
 DEFAULT_P = 0.5  # the study applied blur / jitter with probability 0.5
@@ -136,9 +137,10 @@ def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
 
 
 def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """The shorter side to `size` (bicubic); raises data.UnreadableImage past the resize budget."""
     w, h = img.size
-    scale = size / min(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = shorter_side_size(w, h, size)
+    check_resize(w, h, *new)
     return img.resize(new, Image.Resampling.BICUBIC, reducing_gap=None)
 
 

@@ -78,3 +78,124 @@ def damage_feature_file(path, damage: str) -> Path:
         else:
             f["path"].resize(2, axis=0)
     return Path(path)
+
+
+# --- processes and their sockets, from /proc (Linux) -------------------------------------------------
+
+def proc_info(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state letter, command line) of a process, None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[1]), fields[0], cmd or stat[stat.index("(") + 1:stat.rindex(")")]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie has exited: only its exit status is left)."""
+    info = proc_info(pid)
+    return info is not None and info[1] != "Z"
+
+
+def descendants(root: int) -> set[int]:
+    """The live processes below `root` (not `root` itself)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text() if d.isdigit() else ""
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split() if stat else ()
+        if fields and fields[0] != "Z":
+            parent[int(d)] = int(fields[1])
+    below, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - below
+        below |= frontier
+    return below
+
+
+def _hex_ip(text: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    return str(ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))))
+
+
+def listening_sockets(pids) -> list[tuple[str, int, int]]:
+    """(address, port, pid) of every TCP socket in LISTEN state that one of `pids` has open."""
+    owner = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owner[int(target[8:-1])] = pid
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and int(cols[9]) in owner:  # 0A: TCP_LISTEN
+                addr, port = cols[1].split(":")
+                found.append((_hex_ip(addr), int(port, 16), owner[int(cols[9])]))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, or an IPv4 loopback address in IPv6 form (::ffff:127.0.0.1)."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+class FifoWatch:
+    """A FIFO at `path` that tells whether anything opened it for reading, without ever blocking a test:
+    a thread waits to open it for writing (which returns once a reader opens it) and closes it at once,
+    so a reader sees end of file instead of hanging. `opened` says whether a reader came; leaving the
+    block releases the thread."""
+
+    def __init__(self, path):
+        import threading
+
+        self.path = Path(path)
+        os.mkfifo(self.path)
+        self._came = threading.Event()
+        self._thread = threading.Thread(target=self._wait_for_reader, daemon=True)
+        self._thread.start()
+
+    def _wait_for_reader(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY)  # blocks until a reader opens the FIFO
+        self._came.set()
+        os.close(fd)
+
+    @property
+    def opened(self) -> bool:
+        return self._came.wait(0.2)
+
+    def release(self) -> bool:
+        """Whether a reader came; then unblock the thread (by opening the FIFO ourselves) and end it."""
+        came = self.opened
+        if not came:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+            self._thread.join(5)
+            os.close(fd)
+        self._thread.join(5)
+        return came
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

@@ -145,7 +145,8 @@ def test_odd_cls_values_broken_and_compressed_shards(tmp_path):
         (f"fake/00001.tar/{cut[0]}", FAKE), (f"fake/00001.tar/{cut[1]}", FAKE)]
     assert ds.warnings == ["1 .cls file(s) hold a value other than 0 (real) or 1 (fake): their images are unlabelled."]
     assert {s["path"]: s["reason"].split(" (")[0] for s in ds.skipped} == {
-        "fake/00001.tar": "tar cut short after 2 members", "00002.tar": "not an uncompressed tar file"}
+        "fake/00001.tar": "tar cut short after 2 members", "00002.tar": "not an uncompressed tar file",
+        "00000.tar/000001.jpg": "unlabelled in a labelled dataset"}  # the .cls 7 image: left out, but counted
     assert read_item(ds.items[2])[0].size == (32, 32)
     with pytest.raises(UnreadableImage, match="truncated tar member"):
         read_item(ds.items[3])

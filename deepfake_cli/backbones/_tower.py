@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+from ..data.decode import check_resize, shorter_side_size
 from ..errors import DeepfakeError
 from .base import RESIZE_MODES, BackboneConfig, parse_layers
 
@@ -71,8 +72,16 @@ def _geometry(config: BackboneConfig) -> list[Callable[[Image.Image], Image.Imag
         return [partial(_fit_longest_and_pad, resize=config.resize, crop=config.input_size, interp=interp,
                         fill=config.fill)]
     target = config.resize if config.resize_mode == "shortest" else (config.resize, config.resize)
-    return [transforms.Resize(target, interpolation=interp, antialias=True),
+    return [partial(_check_budget, resize=config.resize, squash=config.resize_mode == "squash"),
+            transforms.Resize(target, interpolation=interp, antialias=True),
             transforms.CenterCrop(config.input_size)]
+
+
+def _check_budget(img: Image.Image, resize: int, squash: bool) -> Image.Image:
+    """The resize budget (`data.check_resize`) before the Resize that follows allocates its output."""
+    w, h = img.size
+    check_resize(w, h, *((resize, resize) if squash else shorter_side_size(w, h, resize)))
+    return img
 
 
 def make_transform(config: BackboneConfig) -> Callable[[Image.Image], torch.Tensor]:
@@ -129,8 +138,9 @@ def _fit_longest_and_pad(img: Image.Image, resize: int, crop: int, interp, fill)
     """Scale so the longer side is `resize` (aspect kept), then centre-crop or pad to crop x crop."""
     w, h = img.size
     ratio = max(w, h) / resize
-    img = transforms.functional.resize(img, [max(1, round(h / ratio)), max(1, round(w / ratio))],
-                                       interpolation=interp, antialias=True)
+    new_h, new_w = max(1, round(h / ratio)), max(1, round(w / ratio))
+    check_resize(w, h, new_w, new_h)
+    img = transforms.functional.resize(img, [new_h, new_w], interpolation=interp, antialias=True)
     canvas = Image.new("RGB", (crop, crop), tuple(int(f) for f in fill))
     w, h = img.size
     # offsets as timm's CenterCropOrPad: pad evenly, crop around the centre (a negative offset crops)

@@ -185,6 +185,41 @@ def backbone_name(path: str | Path) -> str:
     return PREFIX + str(Path(path).expanduser().resolve())
 
 
+def trunk_candidates(meta: dict, model_path: str | Path) -> list[Path]:
+    """Where the trunk of a fine-tuned model's metadata `meta` may be, in the order tried: the path
+    recorded relative to the model file (what `finetune` writes, so a model and its trunk move together),
+    the absolute path of the backbone name (what older versions recorded), and a file of the same name
+    beside the model."""
+    folder = Path(model_path).expanduser().resolve().parent
+    recorded = str(meta.get("backbone") or "")
+    recorded = Path(recorded[len(PREFIX):]) if recorded.startswith(PREFIX) and "+" not in recorded else None
+    rel = (meta.get("finetune") or {}).get("trunk_file")
+    out = []
+    if isinstance(rel, str) and rel and not Path(rel).is_absolute():
+        out.append(folder / rel)
+    if recorded is not None:
+        out += [recorded, folder / recorded.name]
+    return list(dict.fromkeys(out))
+
+
+def locate_trunk(meta: dict, model_path: str | Path) -> str:
+    """The backbone name a fine-tuned model loaded from `model_path` should use: the first candidate
+    (`trunk_candidates`) that exists and has the recorded sha256 (`weights_id`); else the first that
+    exists (predict then names the mismatch); else the recorded name unchanged (predict then says the
+    network is missing; eval on feature files never needs it)."""
+    recorded = str(meta.get("backbone"))
+    found = list(dict.fromkeys(backbone_name(p) for p in trunk_candidates(meta, model_path) if p.is_file()))
+    if recorded in found[:1] or len(found) == 1:  # the model did not move, or there is no choice to make:
+        return found[0]                            # predict checks the sha256 anyway (no second hash of GBs)
+    for name in found:
+        try:
+            if weights_id(name[len(PREFIX):]) == meta.get("weights_id"):
+                return name
+        except OSError:  # unreadable: try the next one
+            continue
+    return found[0] if found else recorded
+
+
 def _config_of(path: Path) -> tuple[BackboneConfig, dict]:
     meta = read_trunk_meta(path)
     arch = get_arch(meta["arch"])
@@ -227,5 +262,5 @@ def _catalog():
 register_family(BackboneFamily(prefix=PREFIX, syntax=f"{PREFIX}PATH.safetensors (from `deepfake finetune`)",
                                resolve=_resolve, catalog=_catalog))
 
-__all__ = ["ARCHS", "Arch", "PREFIX", "backbone_name", "get_arch", "load_pretrained", "read_trunk_meta",
-           "save_trunk", "trunk_config"]
+__all__ = ["ARCHS", "Arch", "PREFIX", "backbone_name", "get_arch", "load_pretrained", "locate_trunk",
+           "read_trunk_meta", "save_trunk", "trunk_candidates", "trunk_config"]

@@ -75,6 +75,10 @@ err_console = _Console(stderr=True)
 
 # `-q` on every command that prints results: the results still print, the chatter around them does not
 QUIET = typer.Option("--quiet", "-q", help="No progress bars or notes: only the results, warnings and errors.")
+# `--raw-csv` on every command that writes CSV with names or paths in it (predict, eval, study)
+RAW_CSV = typer.Option("--raw-csv", help="Write CSV text cells as they are. By default a cell that a spreadsheet "
+                       "would run as a formula (starting with =, +, -, @, tab or CR, and not a number) gets a "
+                       "leading ' (JSON is always as it is).")
 
 
 def print_json(obj) -> None:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deepfake_cli.cli.common import console, err_console
+from deepfake_cli.data.skips import summary_lines
 from deepfake_cli.transforms import TRANSFORM_HELP
 
 # Shared with `audit`, `predict` and the study: what a PATH may be, and the Ray engine's options.
@@ -102,12 +103,16 @@ class _ExtractBar:
         self.progress.update(self.task, completed=done, rate=rate)
 
 
+def print_skipped(rows: list[dict], name=lambda row: row["path"]) -> None:
+    """The skipped rows on stderr, bounded: long names cut, a long list summarised by reason."""
+    for line in summary_lines(rows, name):
+        err_console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
+
+
 def _print_summary(s, out: Path) -> None:
     for ds in s.already_present:
         err_console.print(f"dataset '{ds}' is already in {out}: nothing to do for it", markup=False, highlight=False)
-    for row in s.skipped:
-        err_console.print(f"[yellow]skipped[/] {escape(row['dataset'])}/{escape(row['path'])}: {escape(row['reason'])}",
-                          highlight=False)
+    print_skipped(s.skipped, lambda row: f"{row['dataset']}/{row['path']}")
     for group in s.duplicates:
         err_console.print(f"[yellow]duplicate content[/]: {escape(', '.join(group))}", highlight=False)
     sec = s.seconds
@@ -147,8 +152,8 @@ def info_cmd(features: Annotated[Path, typer.Argument(help="A feature file writt
         dt.add_row(escape(d), str(c.get("real", 0)), str(c.get("fake", 0)), str(c.get("unknown", 0)),
                    escape(str(meta.get("roots", {}).get(d, ""))))
     console.print(dt)
-    for row in meta["skipped"]:
-        console.print(f"skipped {row['dataset']}/{row['path']}: {row['reason']}", highlight=False, markup=False)
+    for line in summary_lines(meta["skipped"], lambda row: f"{row['dataset']}/{row['path']}"):
+        console.print(f"skipped {line}", highlight=False, markup=False)
 
 
 def backbones_cmd(

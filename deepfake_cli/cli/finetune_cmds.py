@@ -27,8 +27,10 @@ def finetune_cmd(
     datasets: Annotated[Optional[list[str]], typer.Argument(
         metavar="[NAME=]PATH...", help="Labelled dataset folders (real/ + fake/, 0_real/ + 1_fake/ anywhere below, "
         "tar shards, lists), optionally named NAME=PATH: the same as `deepfake extract`.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (e.g. ft.model); the fine-tuned "
-                                      "network goes beside it as ft.safetensors, checkpoints as ft.model.checkpoint.")] = ...,
+    # str, not Path: Path drops the trailing "/" that makes `--out ft/` a folder
+    out: Annotated[str, typer.Option("--out", "-o", help="Model file to write (e.g. ft.model; a folder when it ends "
+                                     "in '/' or exists); the fine-tuned network goes beside it as ft.safetensors, "
+                                     "checkpoints as ft.model.checkpoint.")] = ...,
     arch: Annotated[str, typer.Option(help=f"Network: {_ARCHS} (ImageNet weights).")] = "resnet50",
     weights: Annotated[Optional[str], typer.Option(help="ImageNet weights file of the network (else env var "
                                                    "DEEPFAKE_WEIGHTS_<ARCH>, the torch hub cache, the hub).")] = None,
@@ -76,8 +78,9 @@ def finetune_cmd(
                      overwrite=overwrite, pretrained=not random_weights, micro_batch=micro_batch, progress=bar)
     for w in s.warnings:
         err_console.print(f"[yellow]warning[/] {w}", highlight=False)
-    for row in s.skipped:
-        err_console.print(f"[yellow]skipped[/] {row['dataset']}/{row['path']}: {row['reason']}", highlight=False)
+    from deepfake_cli.cli.extract_cmds import print_skipped
+
+    print_skipped(s.skipped, lambda row: f"{row['dataset']}/{row['path']}")  # bounded, names cut, never markup
     v = s.validation
     if s.already_complete:
         console.print(f"{s.model} is already fine-tuned with these arguments: nothing to do.", highlight=False)

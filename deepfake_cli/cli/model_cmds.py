@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deepfake_cli.cli.common import QUIET, console, echo, err_console, print_json, safe
-from deepfake_cli.cli.extract_cmds import GPUS_PER_WORKER_HELP, MODEL_WORKERS_HELP, RAY_ADDRESS_HELP
+from deepfake_cli.cli.common import QUIET, RAW_CSV, console, echo, err_console, print_json, safe
+from deepfake_cli.cli.extract_cmds import GPUS_PER_WORKER_HELP, MODEL_WORKERS_HELP, RAY_ADDRESS_HELP, print_skipped
 from deepfake_cli.errors import DeepfakeError
 
 
@@ -102,8 +102,10 @@ def _print_trials(trials: list[dict], score: str) -> None:
 def train_cmd(
     features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
     classifier: Annotated[str, typer.Option(help="Classifier name(s), comma-separated, or 'all' (see `deepfake classifiers`).")] = ...,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model file for one classifier; a folder receiving "
-                                                          "<name>.model per classifier for several.")] = ...,
+    # str, not Path: Path drops the trailing "/" that makes `--out models/` a folder
+    out: Annotated[str, typer.Option("--out", "-o", help="Model file for one classifier (a folder when it ends in "
+                                                         "'/' or exists); a folder receiving <name>.model per "
+                                                         "classifier for several.")] = ...,
     reducer: Annotated[Optional[Path], typer.Option(help="Reducer file from `deepfake reduce`, built into the model.")] = None,
     datasets: Annotated[Optional[str], typer.Option(help="Train on these datasets of the file only (A,B).")] = None,
     test_size: Annotated[float, typer.Option(help="Fraction of each dataset held out of training for `eval`.")] = 0.2,
@@ -182,6 +184,7 @@ def eval_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for eval.csv, eval.json, eval.md, eval_images.csv.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace files of those names in --out that eval did not write "
                                             "(never a file this command reads).")] = False,
+    raw_csv: Annotated[bool, RAW_CSV] = False,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON instead of the tables.")] = False,
 ) -> None:
@@ -191,7 +194,7 @@ def eval_cmd(
     # `--features A.h5 B.h5` (the documented shape) leaves B.h5 among the positional models: an
     # HDF5 file is never a model (those are skops zip archives), so it goes back to the features.
     models, features = _split_feature_files(models, list(features))
-    ev = api.evaluate(models, features=features, out=out, overwrite=overwrite)
+    ev = api.evaluate(models, features=features, out=out, overwrite=overwrite, raw_csv=raw_csv)
     for note in ev.notes if not quiet else ():
         err_console.print(f"[yellow]note[/]: {safe(note)}", highlight=False)
     if not ev.rows:
@@ -265,6 +268,7 @@ def predict_cmd(
     gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_PER_WORKER_HELP)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file that is not a predictions file "
                                             "(never a file this command reads).")] = False,
+    raw_csv: Annotated[bool, RAW_CSV] = False,
 ) -> None:
     """Score image files: one row per image with path, p_fake (calibrated), label (real|fake), model, threshold,
     score (uncalibrated), novelty (> 1: unlike the training data) and, for labelled folders, true_label."""
@@ -281,11 +285,10 @@ def predict_cmd(
         res = api.predict(model, paths, out=out, json_lines=json_lines, weights=weights, transform=transform,
                           device=device, batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
                           model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
-                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+                          raw_csv=raw_csv, progress=lambda done, total: bar.update(task, completed=done, total=total))
     if not out:
-        echo(to_jsonl(res.rows) if json_lines else to_csv(res.rows))
-    for s in res.skipped:
-        err_console.print(f"[yellow]skipped[/] {safe(s['path'])}: {safe(s['reason'])}", highlight=False)
+        echo(to_jsonl(res.rows) if json_lines else to_csv(res.rows, raw=raw_csv))
+    print_skipped(res.skipped)  # bounded: long names cut, a long list summarised by reason
     counts = "; ".join(f"{m}: {c['fake']} fake, {c['real']} real" for m, c in res.counts().items())
     err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
                       + f", skipped {len(res.skipped)}" + (f"; wrote {out}" if out else ""), highlight=False, markup=False)

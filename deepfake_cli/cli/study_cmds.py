@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from deepfake_cli.cli.common import QUIET, console, echo, err_console, print_json
+from deepfake_cli.cli.common import QUIET, RAW_CSV, console, echo, err_console, print_json
 from deepfake_cli.cli.extract_cmds import SOURCES_HELP
 
 
@@ -94,8 +94,10 @@ def study_cmd(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Study TOML (see examples/study.toml).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Study folder: caches, results.csv/.json, figures/, report.md.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for reducers and cells.")] = 1,
+    raw_csv: Annotated[bool, RAW_CSV] = False,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead (no progress bars).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Run a grid of more than 1,000 cells (refused without it).")] = False,
 ) -> None:
     """Run a grid study: backbones x transforms x reducers x classifiers, within and cross dataset.
 
@@ -104,11 +106,13 @@ def study_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deepfake_cli.study import run_study
+    from deepfake_cli.study.runner import LARGE_GRID
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=quiet or json_out or not console.is_terminal,
                   transient=False) as bars:
-        s = run_study(config, out, jobs=jobs, progress=_study_bars(bars))
+        s = run_study(config, out, jobs=jobs, progress=_study_bars(bars), max_cells=None if yes else LARGE_GRID,
+                      raw_csv=raw_csv)
     if json_out:
         print_json(s)
         return
@@ -138,6 +142,10 @@ def _study_bars(bars):
             self.bars = bars
             self.tasks: dict[str, object] = {}
             self.image_task = None
+
+        def grid(self, size) -> None:
+            # on stderr and also under -q / --json: a run's size is known before its hours start
+            err_console.print(size.describe(), highlight=False, markup=False)
 
         def phase(self, name: str, total: int) -> None:
             self.tasks[name] = self.bars.add_task(name, total=total)

@@ -2,7 +2,8 @@
 
 Modules, one job each: `items` (labels, ImageItem, DatasetSpec), `walk` (loop-safe folder walk),
 `tars` (webdataset shards read in place), `lists` (.txt/.csv path lists), `discover` (sources ->
-datasets; loose inputs for predict), `decode` (bytes of an item -> RGB, one bomb rule).
+datasets; loose inputs for predict), `decode` (bytes of an item -> RGB, one bomb rule), `skips`
+(bounded text about what was not used: names cut, long skipped lists summarised).
 Everything public is importable from `deepfake_cli.data`.
 """
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from deepfake_cli.data.items import LABEL_LAYOUTS, UNKNOWN, DatasetSpec, ImageItem, label_from_rel
 from deepfake_cli.data.lists import is_list_file, read_list
+from deepfake_cli.data.skips import shorten
 from deepfake_cli.data.tars import scan_tar
-from deepfake_cli.data.walk import IMAGE_EXTENSIONS, is_image_file, is_tar_file, scan_folder
+from deepfake_cli.data.walk import IMAGE_EXTENSIONS, file_problem, is_image_file, is_tar_file, \
+    require_regular_file, scan_folder
 from deepfake_cli.errors import DeepfakeError
 
 _KINDS = (f"an image ({', '.join(sorted(IMAGE_EXTENSIONS))}), a folder, a .tar shard, "
@@ -55,7 +57,7 @@ def _folder_items(folder: Path, root: Path, forced: int | None = None) -> _Found
             label = forced if forced is not None else label_from_rel(rel)
             found.items.append(ImageItem(p, rel, UNKNOWN if label is None else label))
         if scan.tars:
-            found.warnings.append(f"ignored {len(scan.tars)} .tar file(s) among the images of {folder}: give a "
+            found.warnings.append(f"ignored {len(scan.tars)} .tar file(s) among the images of {shorten(folder)}: give a "
                                   "folder holding only shards as its own dataset.")
         return found
     odd = 0
@@ -77,9 +79,9 @@ def _folder_items(folder: Path, root: Path, forced: int | None = None) -> _Found
     return found
 
 
-def _tar_file_items(path: Path) -> _Found:
+def _tar_file_items(path: Path, prefix: str | None = None) -> _Found:
     found = _Found()
-    shard = scan_tar(path, path.name)
+    shard = scan_tar(path, prefix or path.name)
     found.items, found.skipped = shard.items, shard.skipped
     if shard.odd_cls:
         found.warnings.append(f"{shard.odd_cls} .cls file(s) hold a value other than 0 (real) or 1 (fake): "
@@ -87,13 +89,21 @@ def _tar_file_items(path: Path) -> _Found:
     return found
 
 
-def _keep_labelled(ds: DatasetSpec, allow_unlabelled: bool, shown: str) -> DatasetSpec:
-    # A labelled layout ignores stray images outside its label folders, as it always has.
+def _keep_labelled(ds: DatasetSpec, allow_unlabelled: bool, shown: str, listed: bool = False) -> DatasetSpec:
+    # A labelled layout leaves out its stray unlabelled images, as it always has, but says so.
     if ds.labelled:
+        ds.skipped.extend({"path": it.rel, "reason": _unlabelled_reason(it, listed)}
+                          for it in ds.items if it.label == UNKNOWN)
         ds.items = [it for it in ds.items if it.label != UNKNOWN]
     elif not allow_unlabelled and ds.items:
-        raise DeepfakeError(f"{shown} has no labelled image: label it with {LABEL_LAYOUTS}.")
+        raise DeepfakeError(f"{shorten(shown)} has no labelled image: label it with {LABEL_LAYOUTS}.")
     return ds
+
+
+def _unlabelled_reason(it: ImageItem, listed: bool) -> str:
+    where = ("no label cell and no label folder" if listed else "no .cls 0/1 and no label folder" if it.member
+             else "outside the label folders")
+    return f"unlabelled in a labelled dataset ({where})"
 
 
 def _checked(ds: DatasetSpec) -> DatasetSpec:
@@ -101,8 +111,8 @@ def _checked(ds: DatasetSpec) -> DatasetSpec:
         why = ""
         if ds.skipped:
             s = ds.skipped[0]
-            why = f"; skipped {len(ds.skipped)}, e.g. {s['path']}: {s['reason']}"
-        raise DeepfakeError(f"no images found in dataset '{ds.name}' ({ds.root}){why}.")
+            why = f"; skipped {len(ds.skipped)}, e.g. {shorten(s['path'])}: {shorten(s['reason'])}"
+        raise DeepfakeError(f"no images found in dataset '{shorten(ds.name)}' ({shorten(ds.root)}){why}.")
     return ds
 
 
@@ -125,19 +135,26 @@ def discover_sources(spec: str, name: str | None = None, allow_unlabelled: bool 
     given_name, path_str = parse_named_path(spec)
     given_name = given_name or name
     path = Path(path_str).expanduser()
-    if not path.exists():
-        raise DeepfakeError(f"dataset path does not exist: {path_str}")
-    if path.is_file():
+    if not os.path.exists(path):
+        raise DeepfakeError(f"dataset path does not exist: {shorten(path_str)}")
+    if not path.is_dir():
+        st = require_regular_file(path, path_str, _KINDS)
         if is_list_file(path):
             datasets = _list_datasets(path, given_name)
-            return [_checked(_keep_labelled(ds, allow_unlabelled, path_str)) for ds in datasets]
+            return [_checked(_keep_labelled(ds, allow_unlabelled, path_str, listed=True)) for ds in datasets]
         if is_tar_file(path):
             found = _tar_file_items(path)
             ds = DatasetSpec(given_name or path.stem, path.resolve().parent, found.items, found.skipped, found.warnings)
             return [_checked(_keep_labelled(ds, allow_unlabelled, path_str))]
         if not is_image_file(path):
-            raise DeepfakeError(f"not an image file (by extension): {path_str}; a dataset is {_KINDS}.")
-        return [DatasetSpec(given_name or path.stem, path.parent, [ImageItem(path, path.name, UNKNOWN)])]
+            raise DeepfakeError(f"not an image file (by extension): {shorten(path_str)}; a dataset is {_KINDS}.")
+        ds = DatasetSpec(given_name or path.stem, path.parent)
+        problem = file_problem(st)
+        if problem:
+            ds.skipped.append({"path": path.name, "reason": problem})
+        else:
+            ds.items.append(ImageItem(path, path.name, UNKNOWN))
+        return [_checked(ds)]
     path = path.resolve()
     found = _folder_items(path, path)
     ds = DatasetSpec(given_name or path.name, path, found.items, found.skipped, found.warnings)
@@ -156,7 +173,7 @@ def discover(spec: str | None = None, real: str | None = None, fake: str | None 
         return _real_fake(real, fake, name)
     datasets = discover_sources(spec, name=name, allow_unlabelled=allow_unlabelled)
     if len(datasets) > 1:
-        raise DeepfakeError(f"{spec} holds {len(datasets)} datasets (its 'dataset' column); give it where "
+        raise DeepfakeError(f"{shorten(spec)} holds {len(datasets)} datasets (its 'dataset' column); give it where "
                             "several datasets are accepted.")
     return datasets[0]
 
@@ -224,12 +241,13 @@ def collect_files(paths) -> tuple[list[ImageItem], list[dict]]:
     for spec in paths:
         p = Path(spec)
         if not os.path.exists(p):
-            raise DeepfakeError(f"no such file or folder: {spec}")
+            raise DeepfakeError(f"no such file or folder: {shorten(spec)}")
         found = _loose_items(p)
         skipped.extend(found.skipped)
-        if not found.items:
-            why = f"; skipped {found.skipped[0]['path']}: {found.skipped[0]['reason']}" if found.skipped else ""
-            raise DeepfakeError(f"no image found in {spec}{why}.")
+        if not found.items and not (is_image_file(p) and found.skipped):  # an image named is skipped, as read
+            why = (f"; skipped {shorten(found.skipped[0]['path'])}: {shorten(found.skipped[0]['reason'])}"
+                   if found.skipped else "")
+            raise DeepfakeError(f"no image found in {shorten(spec)}{why}.")
         for it in found.items:
             real = os.path.realpath(it.path)
             key = real if it.member is None else (real, it.member.name)
@@ -244,21 +262,23 @@ def _loose_items(p: Path) -> _Found:
     if p.is_dir():
         found = _folder_items(p, p)
         found.items = [ImageItem(it.path, str(p / it.rel), it.label, it.member) for it in found.items]
-    elif is_image_file(p):
+        found.skipped = [{"path": str(p / s["path"]), "reason": s["reason"]} for s in found.skipped]
+        return found
+    st = require_regular_file(p, str(p), _KINDS)  # a FIFO named list.txt or x.png would block its reader
+    if is_image_file(p):
         found = _Found()
-        found.items = [ImageItem(p, str(p), UNKNOWN)]
+        problem = file_problem(st)
+        if problem:  # an image given by name is skipped as one in a folder is
+            found.skipped = [{"path": str(p), "reason": problem}]
+        else:
+            found.items = [ImageItem(p, str(p), UNKNOWN)]
         return found
-    elif is_tar_file(p):
-        found = _tar_file_items(p)
-        found.items = [ImageItem(it.path, f"{p}/{it.member.name}", it.label, it.member) for it in found.items]
-        return found
-    elif is_list_file(p):
+    if is_tar_file(p):
+        return _tar_file_items(p, str(p))  # members spelled `<p>/<member>`, skipped ones too
+    if is_list_file(p):
         listed = read_list(p)
         found = _Found()
         found.items = [ImageItem(e.path, str(e.path), e.label) for e in listed.entries]
         found.skipped = [{"path": str(listed.root / s["path"]), "reason": s["reason"]} for s in listed.skipped]
         return found
-    else:
-        raise DeepfakeError(f"not an image file: {p}; give {_KINDS}.")
-    found.skipped = [{"path": str(p / s["path"]), "reason": s["reason"]} for s in found.skipped]
-    return found
+    raise DeepfakeError(f"not an image file: {shorten(p)}; give {_KINDS}.")

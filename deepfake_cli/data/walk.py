@@ -4,16 +4,21 @@ Symbolic links are followed (datasets are often assembled from links), but each 
 once, recognised by (device, inode): a link back to a folder above it, or a second link to a folder
 already read, is reported instead of being walked again. Folders and files that cannot be read, and
 links that lead nowhere, are reported too. Real folders are walked before linked ones, so a link
-never takes a folder's images away from their own path (and their own label folder).
+never takes a folder's images away from their own path (and their own label folder). A file named like
+an image that is no regular file (a FIFO would block its reader forever) or that is larger than any image
+(`decode.MAX_IMAGE_BYTES`) is reported by its kind or size alone, never opened.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepfake_cli.data.decode import MAX_IMAGE_BYTES
+from deepfake_cli.data.skips import shorten
 from deepfake_cli.errors import DeepfakeError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -26,6 +31,44 @@ def is_image_file(path) -> bool:
 
 def is_tar_file(path) -> bool:
     return os.path.splitext(str(path))[1].lower() == TAR_EXTENSION
+
+
+_SPECIAL = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is not a regular file is: "a FIFO", "a folder", ..."""
+    return next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+
+
+def too_large(size: int) -> str:
+    """The skip reason of an encoded image over MAX_IMAGE_BYTES."""
+    return f"too large for an image ({size / 1e6:.0f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB)"
+
+
+def file_problem(st: os.stat_result, image: bool = True) -> str | None:
+    """Why a file named like an image (or a tar shard) is left unread, or None; its stat says it all:
+    not a regular file, or (an image) larger than any image."""
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a regular file ({special_kind(st.st_mode)})"
+    if image and st.st_size > MAX_IMAGE_BYTES:
+        return too_large(st.st_size)
+    return None
+
+
+def require_regular_file(path, shown: str, expected: str) -> os.stat_result:
+    """The stat of an input file, or one DeepfakeError when it is a FIFO, socket or device: opening one
+    would block (a FIFO with no writer) or read forever (a device)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DeepfakeError(f"cannot read {shorten(shown)}: {why}.") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise DeepfakeError(f"{shorten(shown)} is {special_kind(st.st_mode)}, not a regular file; "
+                            f"give {expected}.")
+    return st
 
 
 @dataclass
@@ -143,10 +186,17 @@ class _Walk:
         self.real_dirs.append((child, child_rel))
 
     def _add_file(self, entry: os.DirEntry, child: Path, child_rel: str) -> None:
-        if not os.access(child, os.R_OK):
-            self._skip(child_rel, "unreadable file (permission denied)")
+        image = is_image_file(entry.name)
+        try:
+            problem = file_problem(entry.stat(), image)  # follows a link: what the reader would open
+        except OSError as exc:
+            problem = f"unreadable file ({_why(exc)})"
+        if problem is None and not os.access(child, os.R_OK):
+            problem = "unreadable file (permission denied)"
+        if problem:
+            self._skip(child_rel, problem)
             return
-        (self.images if is_image_file(entry.name) else self.tars).append((child_rel, child))
+        (self.images if image else self.tars).append((child_rel, child))
 
     def _result(self) -> FolderScan:
         """The scan with its lists sorted by relative path (the walk order depends on links)."""

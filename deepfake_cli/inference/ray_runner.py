@@ -24,12 +24,15 @@ Ray is imported only here and only when the engine is used (`pip install 'deepfa
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
+import re
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -39,6 +42,14 @@ from deepfake_cli.inference.reader import collate
 from deepfake_cli.inference.runner import Batch, BatchResult, InferenceJob
 
 RAY_EXTRA = "--engine ray needs the ray extra: pip install 'deepfake-cli[ray]'"
+LOCAL_NODE_IP = "127.0.0.1"
+# Ray's switch for "this machine only": its node IP then stays loopback (the default on macOS and Windows)
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# what every ray.init of ours asks: no dashboard, nothing of the workers' output or Ray's chatter printed
+QUIET_DRIVER = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+MAX_CLUSTER_MESSAGES = 100
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+logger = logging.getLogger(__name__)
 RAY_CLIENT = ("ray:// addresses (Ray Client) are not supported (Ray Data does not support Ray Client, ray issue "
               "48682): run on a node of the cluster with --ray-address HOST:PORT (or RAY_ADDRESS), or send the "
               "command with `ray job submit`.")
@@ -166,6 +177,7 @@ class RayRunner:
         self.on_workers = on_workers
         self.resubmitted = 0  # batches sent again because a model worker died or an input was lost
         self.batches_run: list[int] = []  # batch numbers delivered by the last run, in delivery order
+        self.cluster_messages: list[str] = []  # what the cluster told the driver (plain text), never printed
         self.device_text = (f"ray, {self.model_workers} {self.worker_device} model worker"
                             + ("s" if self.model_workers > 1 else ""))
 
@@ -175,12 +187,11 @@ class RayRunner:
         """Connect (or start a local cluster); True when this runner started Ray and must shut it down."""
         if ray.is_initialized():
             return False
-        common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         try:
             if self.address:
-                ray.init(address=self.address, **common)
+                ray.init(address=self.address, **QUIET_DRIVER)
             else:  # a private local cluster: never an existing `ray start` instance, never another interface
-                ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=self.num_cpus, **common)
+                start_local_cluster(ray, num_cpus=self.num_cpus)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
             raise DeepfakeError(f"cannot connect to {where}: {_first_line(exc)}") from None
@@ -228,7 +239,7 @@ class RayRunner:
                                 "workers: use --engine local.")
         owned = self._connect(ray)
         actors: list = []
-        restore = _errors_to_stderr()
+        restore = _capture_cluster_messages(self.cluster_messages)
         try:
             wc, threads, rc, readers = self._plan(ray)
             actor_cls = ray.remote(ModelWorker).options(
@@ -406,6 +417,60 @@ class _Scheduler:
         yield from self.runner._deliver(b, meta, feats, seconds, self.delivered)
 
 
+def start_local_cluster(ray, num_cpus: int | None = None) -> None:
+    """`ray.init` a private one-machine cluster whose every server listens on loopback only.
+
+    Ray turns a node IP of 127.0.0.1 into the machine's routable address (`_node_ip_address` is
+    "resolved for localhost"), and the GCS, the raylet and its object manager, the agents and every
+    worker then listen on all interfaces. In Ray's single-machine mode the node IP stays loopback, and
+    so does every server of the node: `_single_machine_mode` turns it on for the start. Checked before
+    anything starts and again after: a Ray where it does not hold is refused in one line (shut down)."""
+    with _single_machine_mode():
+        if not _is_loopback(ray.util.get_node_ip_address()):
+            raise DeepfakeError(_NOT_LOOPBACK.format(ip=ray.util.get_node_ip_address(), version=ray.__version__))
+        ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, num_cpus=num_cpus, **QUIET_DRIVER)
+    ip = ray.util.get_node_ip_address()
+    if not _is_loopback(ip):
+        ray.shutdown()
+        raise DeepfakeError(_NOT_LOOPBACK.format(ip=ip, version=ray.__version__))
+
+
+_NOT_LOOPBACK = ("a local Ray cluster would listen on {ip}, not on loopback only (ray {version}), so none is "
+                 "started: use --engine local, or a cluster of your own with --ray-address.")
+
+
+@contextmanager
+def _single_machine_mode():
+    """Ray's single-machine mode while a local cluster starts: the environment variable for the processes
+    it starts, the constant for this one (Ray read the variable at import). Both restored after."""
+    saved_env = os.environ.get(SINGLE_MACHINE_ENV)
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # moved: the checks of `start_local_cluster` still refuse a public address
+        ray_constants = None
+    saved_const = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    if saved_const is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = saved_env
+        if saved_const is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_const
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(str(address).strip("[]"))
+    except ValueError:
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse in one line an address where nothing answers: Ray itself would retry for minutes."""
     import socket
@@ -423,11 +488,14 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             from None
 
 
-def _errors_to_stderr() -> Callable[[], None]:
-    """Send the cluster's error lines ("A worker died ...") to stderr for the run; returns the undo.
+def _capture_cluster_messages(into: list[str]) -> Callable[[], None]:
+    """For the run, keep the cluster's messages to the driver off the terminal; returns the undo.
 
-    Ray's driver prints them to stdout, where `predict` writes its CSV. Private API: when it moves,
-    nothing is patched and Ray prints as it does."""
+    Ray's driver prints them ("(raylet) A worker died ...", "... The actor is restarting", with colour
+    codes) on stdout, where `predict` writes its CSV, whatever `-q` says. What they report, the runner
+    handles (a batch whose actor died is sent again) or raises as one line. They are kept as plain text
+    in `into` (the last MAX_CLUSTER_MESSAGES) and logged at INFO on this module's logger. Private API:
+    when it moves, nothing is patched and Ray prints as it does."""
     try:
         from ray._private import worker as ray_worker
 
@@ -435,15 +503,25 @@ def _errors_to_stderr() -> Callable[[], None]:
     except (ImportError, AttributeError):
         return lambda: None
 
-    def to_stderr(data, ignore_prefix):
-        return original(dict(data, is_err=True), ignore_prefix)
+    def keep(data, ignore_prefix):
+        for line in data.get("lines", ()):
+            text = _plain(f"({data.get('pid', 'ray')}) {line}")
+            into.append(text)
+            del into[:-MAX_CLUSTER_MESSAGES]
+            logger.info("%s", text)
 
-    ray_worker.print_to_stdstream = to_stderr
+    ray_worker.print_to_stdstream = keep
 
     def undo():
         ray_worker.print_to_stdstream = original
 
     return undo
+
+
+def _plain(text: str, limit: int = 1000) -> str:
+    """One line without terminal escape codes, cut to `limit` characters."""
+    text = " ".join(ANSI_ESCAPE.sub("", str(text)).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _is_system(exc) -> bool:

@@ -67,6 +67,8 @@ class ImageReader:
             img = align_image(img, self.config.align)
             img = self.config.transform(img, digest)
             return Decoded(index, self.preprocess(img), digest, "")
+        except UnreadableImage as exc:  # a resize over the budget (data.check_resize), refused before it ran
+            return Decoded(index, None, digest, exc.reason)
         except Exception as exc:  # a pathological image must not end a long run
             return Decoded(index, None, digest, f"failed in preprocessing ({type(exc).__name__}: {exc})")
 

@@ -8,8 +8,11 @@ in any order; each carries its batch number and its own read/model seconds.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterator, NamedTuple, Protocol, Sequence
 
 import numpy as np
@@ -20,6 +23,7 @@ from deepfake_cli.data import ImageItem
 from deepfake_cli.inference.device import resolve_workers
 from deepfake_cli.inference.mapper import Mapper
 from deepfake_cli.inference.reader import ImageReader, collate
+from deepfake_cli.locks import die_with_parent, release_inherited
 
 
 class Batch(NamedTuple):
@@ -74,9 +78,22 @@ class _ItemDataset(Dataset):
         return self.reader.read(i, self.items[i])
 
 
-def _worker_init(_):
-    # each DataLoader worker decodes one image at a time; torch's thread pool would oversubscribe
-    torch.set_num_threads(1)
+def reader_worker_init(threads: int | None = 1):
+    """A DataLoader `worker_init_fn` for reader processes forked by the calling thread (call it in the
+    thread that iterates the loader). A reader never writes: it closes its copy of the output's lock and
+    ends with the command even when the command is killed (-9), instead of reading on for seconds while
+    holding the lock against the rerun. `threads`: torch threads per reader (None: torch's default)."""
+    # the kernel's parent-death signal follows the forking thread: asked for only when that thread lasts
+    # as long as the process
+    return partial(_worker_init, parent=os.getpid(), threads=threads,
+                   main_thread=threading.current_thread() is threading.main_thread())
+
+
+def _worker_init(_, parent: int, main_thread: bool, threads: int | None):
+    release_inherited()
+    die_with_parent(parent, kernel=main_thread)
+    if threads:  # each DataLoader worker decodes one image at a time; torch's pool would oversubscribe
+        torch.set_num_threads(threads)
 
 
 class LocalRunner:
@@ -89,7 +106,7 @@ class LocalRunner:
         w = self.workers
         loader = DataLoader(_ItemDataset(job), batch_sampler=[b.indices for b in batches], num_workers=w,
                             collate_fn=collate, pin_memory=job.mapper.cuda,
-                            worker_init_fn=_worker_init if w else None, persistent_workers=False,
+                            worker_init_fn=reader_worker_init() if w else None, persistent_workers=False,
                             prefetch_factor=4 if w else None)
         it = iter(loader)
         for b in batches:

@@ -26,6 +26,7 @@ class Document:
     summary: str                      # one sentence: rows and levels of the table
     method: str                       # how accuracies are pooled
     scores_note: str | None           # where per-image scores came from, if anywhere
+    scores_where: str | None          # the path the note quotes in backticks
     overall: str                      # the headline pooled accuracy
     per_test_set: list[list[str]]     # table, first row the header
     best_cells: list[list[str]]
@@ -59,6 +60,7 @@ def build_document(results_csv: Path, rows: list[dict], pool: Pooling, figures: 
                  f"{len(levels(rows, 'test_dataset'))} test set(s)"),
         method=pool.method_text(),
         scores_note=note,
+        scores_where=source.where or None,
         overall=f"Within-dataset, test transform = train transform: {pool.fmt(overall)} "
                 f"(mean of {len(overall)} rows; chance {chance_level(overall):.2f})",
         per_test_set=_per_test_set(overall, pool),

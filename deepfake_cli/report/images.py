@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_cli.fileio import unguard_cell
+
 SCORES = "_scores"  # the key under which a row carries its RowScores (or None)
 
 
@@ -98,8 +100,9 @@ def _eval_scores(path: Path, rows: list[dict]) -> list[dict | None]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             for p in csv.DictReader(fh):
-                d = by_key.setdefault((p["model"], p["features"], p["test_dataset"]),
-                                      {"sha256": [], "label": [], "p_fake": []})
+                # keys as results.csv's rows read them: without the guard against spreadsheet formulas
+                key = (unguard_cell(p["model"]), unguard_cell(p["features"]), unguard_cell(p["test_dataset"]))
+                d = by_key.setdefault(key, {"sha256": [], "label": [], "p_fake": []})
                 d["sha256"].append(p["sha256"])
                 d["label"].append(p["label"])
                 d["p_fake"].append(p["p_fake"])

@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.fileio import unguard_cell
 from deepfake_cli.outputs import artifact_kind, is_hdf5
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
@@ -153,7 +154,8 @@ def _parse(path, text: str) -> list[dict]:
             if k is None:  # more cells than header columns
                 raise DeepfakeError(f"{path}, line {reader.line_num}: more cells than columns; {EXPECTS}.")
             if k in TEXT_COLUMNS:
-                row[k] = v if v is not None else ""
+                # names as they were, without the ' that guards them against spreadsheet formulas
+                row[k] = unguard_cell(v) if v is not None else ""
             else:
                 try:
                     row[k] = float(v) if v not in ("", None) else math.nan
@@ -161,7 +163,7 @@ def _parse(path, text: str) -> list[dict]:
                     if k in NUMERIC_REQUIRED:
                         raise DeepfakeError(f"{path}, line {reader.line_num}: {k} is {v!r}, not a number; "
                                             f"{EXPECTS}.") from None
-                    row[k] = v
+                    row[k] = unguard_cell(v)
         rows.append(row)
     if not rows:
         raise DeepfakeError(f"{path} has no result rows (only a header).")

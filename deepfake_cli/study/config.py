@@ -99,6 +99,10 @@ def _read_toml(p: Path, config_path) -> dict:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise DeepfakeError(f"{config_path} is not valid TOML: {exc}.") from None
+    except RecursionError:  # the parser recurses once per level of nested arrays / inline tables
+        raise DeepfakeError(f"{config_path} nests arrays or tables too deeply to be a study config.") from None
+    except UnicodeDecodeError:
+        raise DeepfakeError(f"{config_path} is not UTF-8 text, so not a TOML study config.") from None
     # A key written above the first [section] lands at the top level: say so, not "unknown section".
     loose = sorted(k for k, v in raw.items() if not isinstance(v, dict))
     if loose:
@@ -140,6 +144,8 @@ def _datasets(table: dict, base: Path, config_path) -> list[DatasetEntry]:
         if not isinstance(spec, dict) or not spec:
             raise DeepfakeError(f"dataset '{name}' must be a path or {{ real = DIR, fake = DIR }}.")
         _check_keys(spec, DATASET_KEYS, f"[datasets] {name}", config_path)
+        if not all(isinstance(v, str) for v in spec.values()):
+            raise DeepfakeError(f"dataset '{name}' of {config_path}: real and fake must be paths (strings).")
         datasets.append(DatasetEntry(name, real=resolve(spec["real"]) if "real" in spec else None,
                                      fake=resolve(spec["fake"]) if "fake" in spec else None))
     if not datasets:
@@ -194,19 +200,38 @@ def _grid(grid: dict, config_path) -> dict:
             "reducers": list(dict.fromkeys(reducers)), "classifiers": classifiers}
 
 
+def _number(study: dict, key: str, default, kind=int):
+    """study[key] (or `default`) as `kind`; a value of another type is one line naming the key, not a
+    TypeError from deep inside a phase."""
+    value = study.get(key, default)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise DeepfakeError(f"{key} in [study] must be {'an integer' if kind is int else 'a number'}, "
+                            f"got {shown}.") from None
+
+
 def _study(study: dict, base: Path) -> dict:
     from deepfake_cli.transforms import parse_align
 
     align = study.get("align")
+    if align not in (False, None) and not isinstance(align, str):
+        raise DeepfakeError("align in [study] must be \"SIZE:QUALITY\" (e.g. \"256:90\") or false.")
     align_t = parse_align(align if align not in (False, None) else None)
-    test_size = float(study.get("test_size", 0.3))
-    val_size = float(study.get("val_size", 0.2))
+    test_size = _number(study, "test_size", 0.3, float)
+    val_size = _number(study, "val_size", 0.2, float)
     if not 0 < test_size < 1:
         raise DeepfakeError("test_size in [study] must be between 0 and 1 (a within-dataset test split is needed).")
     if not 0 <= val_size < 1:
         raise DeepfakeError("val_size in [study] must be in [0, 1).")
+    if _number(study, "batch_size", 32) < 1:
+        raise DeepfakeError("batch_size in [study] must be at least 1.")
     weights = study.get("weights", {}) or {}
-    if not isinstance(weights, dict):
+    if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
         raise DeepfakeError("weights in [study] must be a table: { backbone-name = \"path\" }.")
     resolve = _resolver(base)
     from deepfake_cli.inference.engines import ENGINES
@@ -214,14 +239,17 @@ def _study(study: dict, base: Path) -> dict:
     engine = str(study.get("engine", "local"))
     if engine not in ENGINES:
         raise DeepfakeError(f"engine '{engine}' in [study] is not one of {', '.join(ENGINES)}.")
-    engine_options = {"address": study.get("ray_address"), "model_workers": study.get("model_workers"),
-                      "gpus_per_worker": study.get("gpus_per_worker")}
+    address = study.get("ray_address")
+    if address is not None and not isinstance(address, str):
+        raise DeepfakeError("ray_address in [study] must be a string (e.g. \"HEAD:6379\").")
+    engine_options = {"address": address, "model_workers": _number(study, "model_workers", None),
+                      "gpus_per_worker": _number(study, "gpus_per_worker", None, float)}
     return {
         "engine": engine, "engine_options": {k: v for k, v in engine_options.items() if v is not None},
-        "seed": int(study.get("seed", 0)), "test_size": test_size, "val_size": val_size,
+        "seed": _number(study, "seed", 0), "test_size": test_size, "val_size": val_size,
         "align": None if align_t is None else f"{align_t[0]}:{align_t[1]}",
         "cross_dataset": bool(study.get("cross_dataset", True)), "device": str(study.get("device", "auto")),
-        "batch_size": int(study.get("batch_size", 32)),
-        **{key: None if study.get(key) is None else int(study[key]) for key in LEGACY_REDUCER_KEYS},
+        "batch_size": _number(study, "batch_size", 32),
+        **{key: _number(study, key, None) for key in LEGACY_REDUCER_KEYS},
         "weights": {k: resolve(v) for k, v in weights.items()},
     }

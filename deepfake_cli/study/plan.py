@@ -104,6 +104,43 @@ def plan(cfg: StudyConfig) -> tuple[dict[str, FeatureJob], list[Cell]]:
     return features, cells
 
 
+@dataclass(frozen=True)
+class GridSize:
+    """How big a study's grid is, counted from the config alone (no keys, no files): cheap for any size,
+    so a run can state it, and refuse a huge one, before building the plan."""
+
+    factors: tuple[tuple[str, int], ...]  # (what, singular; how many) per axis of the cells, in plan order
+    cells: int                            # models to train and evaluate
+    feature_files: int                    # feature files to extract or combine (members of combinations too)
+    rows: int                             # rows of results.csv: cells x test transforms x test datasets
+
+    def describe(self) -> str:
+        axes = " x ".join(_count(n, what) for what, n in self.factors)
+        return (f"study grid: {_count(self.cells, 'cell')} ({axes}), {_count(self.feature_files, 'feature file')}, "
+                f"{_count(self.rows, 'result row')}")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def grid_size(cfg: StudyConfig) -> GridSize:
+    """The numbers of cells, feature files and result rows `plan(cfg)` gives, without building it."""
+    factors = (("backbone", len(cfg.backbones)), ("layer setting", len(cfg.layers)), ("dataset", len(cfg.datasets)),
+               ("train transform", len(cfg.train_transforms)), ("reducer", len(cfg.reducers)),
+               ("classifier", len(cfg.classifiers)))
+    cells = 1
+    for _what, n in factors:
+        cells *= n
+    # every dataset is extracted with every train and test transform (it is tested on itself at least)
+    transforms = len(set(cfg.train_transforms) | set(cfg.test_transforms))
+    members = {m for b in cfg.backbones if "+" in b for m in b.split("+")} - set(cfg.backbones)
+    per_backbone = len(cfg.layers) * len(cfg.datasets) * transforms
+    test_sets = len(cfg.datasets) if cfg.cross_dataset else 1
+    return GridSize(factors, cells, (len(cfg.backbones) + len(members)) * per_backbone,
+                    cells * len(cfg.test_transforms) * test_sets)
+
+
 def member_jobs(cfg: StudyConfig, features: dict[str, FeatureJob]) -> list[FeatureJob]:
     """The single-backbone files that combined files are built from and the grid does not list itself."""
     members: dict[str, FeatureJob] = {}

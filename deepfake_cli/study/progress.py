@@ -9,6 +9,9 @@ from __future__ import annotations
 class StudyProgress:
     """Receives the study's progress. Phases are "features", "reducers" and "cells", in that order."""
 
+    def grid(self, size) -> None:
+        """The grid's size (a `plan.GridSize`), once, before any work."""
+
     def phase(self, name: str, total: int) -> None:
         """Phase `name` begins; it has `total` units (reused ones included)."""
 

@@ -34,7 +34,8 @@ def result_columns(rows: list[dict]) -> list[str]:
     return cols
 
 
-def write_results(rows: list[dict], csv_path: Path, json_path: Path) -> None:
+def write_results(rows: list[dict], csv_path: Path, json_path: Path, raw_csv: bool = False) -> None:
+    """results.csv (text cells guarded against spreadsheet formulas unless `raw_csv`) and results.json."""
     # floats as repr: a rerun's CSV is byte-identical and reads back to the same numbers
-    atomic_write_text(csv_path, csv_text(rows, result_columns(rows), number_format(None)))
+    atomic_write_text(csv_path, csv_text(rows, result_columns(rows), number_format(None), raw=raw_csv))
     atomic_write_text(json_path, to_json(rows, indent=1) + "\n")

@@ -8,6 +8,7 @@ cells run in worker processes when jobs > 1; every unit's file is its own cache 
 from __future__ import annotations
 
 import json
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.fileio import atomic_write_text, to_json
 from deepfake_cli.outputs import study_inputs, study_targets, writes
 from deepfake_cli.study.config import StudyConfig, check_paths, load_config
-from deepfake_cli.study.plan import (Cell, FeatureJob, cell_factors, member_jobs, member_keys, plan,
+from deepfake_cli.study.plan import (Cell, FeatureJob, cell_factors, grid_size, member_jobs, member_keys, plan,
                                      train_split_key)
 from deepfake_cli.study.progress import StudyProgress
 from deepfake_cli.study.results import collect_rows, write_results
@@ -25,6 +26,7 @@ from deepfake_cli.study.units import (combine_features, complete_features, fit_r
                                       train_split_file)
 
 CACHE_FOLDERS = ("features", "reducers", "models", "cells")
+LARGE_GRID = 1000  # cells: the CLI asks for --yes past this many (a typo in a list multiplies the grid)
 
 
 @dataclass
@@ -61,30 +63,67 @@ class _Run:
         return self.out / "features"
 
 
-@writes(study_targets, study_inputs)  # one study per --out folder at a time
+def max_jobs() -> int:
+    """The most worker processes a study takes: 4 per CPU this process may use (each worker loads the
+    stages, hundreds of MB; more than that only queues)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return 4 * max(1, cpus)
+
+
+def check_jobs(jobs) -> int:
+    """`jobs` as an int in 1..max_jobs(), else one line (before any work, not a ValueError from joblib)."""
+    limit = max_jobs()
+    try:
+        n = None if isinstance(jobs, bool) else operator.index(jobs)
+    except TypeError:
+        n = None
+    if n is None or not 1 <= n <= limit:
+        raise DeepfakeError(f"--jobs must be a whole number from 1 to {limit} (4 per CPU of this machine), "
+                            f"got {str(jobs)[:40]}.")
+    return n
+
+
 def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: int = 1,
-              progress: StudyProgress | None = None) -> StudySummary:
+              progress: StudyProgress | None = None, raw_csv: bool = False, max_cells: int | None = None,
+              overwrite: bool = False) -> StudySummary:
     """Run (or resume) the study of `config_path` into `out_dir`; see the package docstring.
 
-    `progress` receives the phases and units as they run (see `StudyProgress`); None reports nothing.
+    `progress` receives the grid's size, then the phases and units as they run (see `StudyProgress`);
+    None reports nothing. `raw_csv`: results.csv text cells as they are, not guarded against
+    spreadsheet formulas. `max_cells`: refuse, before any work, a grid of more cells than that (the CLI
+    passes `LARGE_GRID` unless --yes); None: any size. `overwrite` is accepted as every stage accepts
+    it; a study folder holds only the study's own files.
     """
     t0 = time.perf_counter()
-    if jobs < 1:
-        raise DeepfakeError("--jobs must be at least 1.")
+    jobs = check_jobs(jobs)
     cfg = load_config(config_path)
     check_paths(cfg)  # every dataset there before anything is extracted
+    size = grid_size(cfg)
+    if max_cells is not None and size.cells > max_cells:
+        raise DeepfakeError(f"{size.describe()}: more than {max_cells:,} cells; pass --yes to run it "
+                            "(or make the grid smaller).")
+    return _run_study(cfg, out_dir, jobs, progress or StudyProgress(), raw_csv, size, t0, overwrite=overwrite)
+
+
+@writes(study_targets, study_inputs)  # one study per --out folder at a time, never inside a dataset folder
+def _run_study(cfg: StudyConfig, out_dir: str | os.PathLike, jobs: int, progress: StudyProgress, raw_csv: bool,
+               size, t0: float) -> StudySummary:
+    progress.grid(size)  # once the folder is ours: a refusal stays the only line
     out = Path(out_dir)
     for sub in CACHE_FOLDERS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", cfg.path.read_text())
     features, cells = plan(cfg)
     summary = StudySummary(out, out / "results.csv", out / "results.json", None, 0)
-    run = _Run(cfg, out, jobs, progress or StudyProgress(), summary)
+    run = _Run(cfg, out, jobs, progress, summary)
     _make_features(run, features)
     records = _run_cells(run, cells, _fit_reducers(run, cells))
 
     rows = collect_rows(cells, records)
-    write_results(rows, summary.results_csv, summary.results_json)
+    write_results(rows, summary.results_csv, summary.results_json, raw_csv=raw_csv)
     atomic_write_text(out / "failures.json", to_json(summary.failures, indent=1) + "\n")
     summary.n_rows = len(rows)
     if rows:
