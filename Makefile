@@ -8,10 +8,10 @@ DEEPFAKE := $(BIN)/deepfake
 DEMO := runs/demo
 BACKBONE ?= effnet-lite0
 
-.PHONY: install test demo bench bench-scale bench-train clean help
+.PHONY: install test test-fast demo bench bench-scale bench-train clean help
 
 help:
-	@echo "make install | test | demo | bench | bench-scale | bench-train | clean"
+	@echo "make install | test | test-fast | demo | bench | bench-scale | bench-train | clean"
 
 # The stamp is rebuilt only when pyproject.toml changes; torch/torchvision are pinned to the
 # builds that install offline from this machine's disk.
@@ -24,8 +24,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The suite in parallel (pytest-xdist, one worker per core; JOBS=1 runs it in one process). worksteal
+# gives each worker a contiguous half of the tests (a file's module fixtures are mostly built once) and
+# lets an idle worker take tests from the other's queue. Every run ends with the 20 slowest and the total.
+JOBS ?= auto
+PYTEST := $(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal --durations=20
 test: install
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The edit loop: everything but the tests marked @pytest.mark.slow.
+test-fast: install
+	$(PYTEST) -m "not slow"
 
 # The whole pipeline on the bundled example images, offline: audit, extract, reduce, train on one
 # generator, eval within and across datasets, predict on raw images. Rerunning reuses the features.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.fileio import shared_mode
+from deepfake_cli.safety.atomic import atomic_path
 
 FORMAT = "deepfake-cli"
 FORMAT_VERSION = 1
@@ -142,23 +141,15 @@ def save_artifact(path: str | os.PathLike, estimator, meta: dict, kind: str, ext
     import skops.io as sio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "kind": kind, "format_version": FORMAT_VERSION,
                "meta_json": json.dumps(meta, default=_json_default), "estimator": estimator}
     if extras:
         payload["extras"] = extras
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED)
         untrusted = untrusted_types(tmp)
         if untrusted:  # never write a file that we would refuse to load
             raise DeepfakeError(f"Cannot save {kind}: it contains types outside the allowlist: {', '.join(untrusted)}.")
-        shared_mode(tmp)  # mkstemp's 0600 -> what the umask gives any other file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -19,7 +19,6 @@ feed them (resized, centre-cropped, JPEG re-encoded), to show the shortcut is go
 from __future__ import annotations
 
 import io
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin
 
 from deepfake_cli import data as data_mod
+from deepfake_cli.data.sources import item_header
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.stats import wilson_interval
 
@@ -170,7 +170,7 @@ def file_metadata(path: Path, align: tuple[int, int] | None = None) -> tuple[dic
 
 
 def item_metadata(item: data_mod.ImageItem, align: tuple[int, int] | None = None) -> tuple[dict[str, float], str, str]:
-    """(features, format, "WxH") of one item (a file or a tar member); raises data.UnreadableImage.
+    """(features, format, "WxH") of one item (of any `data.sources` kind); raises data.UnreadableImage.
 
     Without `align` only the header is parsed. With it, the image is decoded and re-encoded the
     way `extract --align` prepares it, and the features describe those bytes. Either way the
@@ -178,11 +178,7 @@ def item_metadata(item: data_mod.ImageItem, align: tuple[int, int] | None = None
     """
     try:
         if align is None:
-            if item.member is None:
-                source, size = item.path, os.path.getsize(item.path)
-            else:
-                raw = data_mod.item_bytes(item)
-                source, size = io.BytesIO(raw), len(raw)
+            source, size = item_header(item)  # its file, or its bytes (a tar member, a Parquet row)
             with data_mod.open_image(source) as img:
                 feats = header_features(img, size)
                 return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"

@@ -2,9 +2,10 @@
 
 A classifier's own `predict_proba` is often not a probability one can read: LDA on thousands of dimensions,
 naive Bayes and trees give 0.0 or 1.0 for most images, so "p_fake 0.99" says nothing about how often such
-an image is fake. `train` fits, on the validation part (images the saved classifier did not see), a
-monotone map from the classifier's *margin* to p(fake), records it in the model's metadata
-(`meta["calibration"]`), and chooses the decision threshold on the calibrated validation scores.
+an image is fake. `train` and `finetune` fit, on the validation part (images the saved classifier did not
+see), a monotone map from the classifier's *margin* to p(fake), record it in the model's metadata
+(`meta["calibration"]`), and choose the decision threshold on the calibrated validation scores: one step
+for every model kind, `calibrate_and_threshold`.
 `artifacts.Model.p_fake` applies it; `Model.score` is still the classifier's raw p(fake).
 
 The margin is the classifier's own unbounded score for "fake": `decision_function` where the final step
@@ -27,6 +28,8 @@ Methods (`train --calibration`):
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -138,3 +141,48 @@ def expected_calibration_error(y, p, bins: int = 10) -> float:
         sel = which == b
         total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
     return float(total / len(y))
+
+
+NO_VALIDATION_NOTE = ("too few images for a validation part with both classes; p_fake not calibrated, threshold fixed "
+                      "at 0.5")
+
+
+@dataclass
+class Decision:
+    """What the validation part decides for a model: its calibration, threshold and validation scores."""
+
+    threshold: float
+    calibration: dict
+    validation: dict
+    rule: str
+    notes: list = field(default_factory=list)
+
+
+def calibrate_and_threshold(estimator, X_val, y_val, method: str = DEFAULT) -> Decision:
+    """Fit `method`'s calibration on the validation rows (X_val, y_val), then choose the threshold on the
+    calibrated p_fake: the one step every model kind (train, finetune) takes. Without both classes in the
+    validation part: no calibration, threshold 0.5, and a note saying so."""
+    from deepfake_cli.scoring import binary_scores, choose_threshold
+
+    y_val = np.asarray(y_val).astype(int)
+    if len(set(y_val.tolist())) < 2:
+        validation = {"threshold": 0.5}
+        cal = {"method": "none", "reason": "no validation part with both classes"}
+        return Decision(0.5, cal, validation, _rule(cal), [NO_VALIDATION_NOTE])
+    raw = raw_p_fake(estimator, X_val)
+    margins, source = margin(estimator, X_val)
+    cal = dict(fit(method, margins, y_val), input=source, fitted_on="validation",
+               n=int(len(y_val)), n_real=int((y_val == 0).sum()), n_fake=int((y_val == 1).sum()))
+    p_val = raw if method == "none" else apply(cal, margins)
+    threshold = choose_threshold(y_val, p_val)
+    validation = binary_scores(y_val, p_val, threshold)
+    validation["accuracy_at_0_5"] = binary_scores(y_val, p_val, 0.5)["accuracy"]
+    # reliability on the validation part (in-sample for the calibration): 10 equal-width bins
+    validation["ece"] = expected_calibration_error(y_val, p_val)
+    validation["ece_uncalibrated"] = expected_calibration_error(y_val, raw)
+    validation["threshold"] = threshold
+    return Decision(float(threshold), cal, validation, _rule(cal))
+
+
+def _rule(cal: dict) -> str:
+    return "max balanced accuracy on validation p_fake" + (" (calibrated)" if cal["method"] != "none" else "")

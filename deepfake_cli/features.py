@@ -11,11 +11,8 @@ A file only ever appears under its final name complete: writers write `NAME.tmp-
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +21,8 @@ import numpy as np
 
 from deepfake_cli.data import LABEL_NAMES
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.fileio import shared_mode
+from deepfake_cli.safety.atomic import STORE, AtomicFile, remove_stale_temporaries
+from deepfake_cli.safety.space import DiskFullError, check_space, is_no_space
 
 FORMAT = "deepfake-cli/features"
 FORMAT_VERSION = 1
@@ -255,28 +253,6 @@ def estimated_bytes(n_rows: int, dim: int, dtype: str = "float32") -> int:
     return int(n_rows) * (int(dim) * np.dtype(dtype).itemsize + 400) + (1 << 20)
 
 
-def check_free_space(folder, need: int, what) -> None:
-    """Refuse before writing when `folder` has less than `need` bytes free: HDF5 can crash the whole
-    process when the disk fills under it, and a refusal up front leaves every file as it was."""
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise DeepfakeError(f"not enough space to write {what}: about {_mb(need)} MB needed, {_mb(free)} MB "
-                            f"free in {folder}; existing files are unchanged: free {_mb(need - free)} MB and rerun.",
-                            exit_code=1)
-
-
-def no_space_error(exc: OSError, what) -> DeepfakeError | None:
-    """The one-line error for a full disk while writing `what`, or None if `exc` is something else."""
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
-        return DeepfakeError(f"no space left on device while writing {what}; existing files are unchanged: "
-                             "free some space and rerun.", exit_code=1)
-    return None
-
-
-def _mb(n: int) -> int:
-    return max(1, -(-int(n) // (1 << 20)))
-
-
 def summarize(path) -> dict:
     """The metadata plus per-dataset label counts, without loading the features."""
     with _open(path) as f:
@@ -339,18 +315,16 @@ def iter_rows(path, block: int = 4096):
 
 
 class FeatureFileWriter:
-    """Stream rows into a new feature file; `close()` renames it into place, `abort()` removes it."""
-
-    TMP_MARK = ".tmp-"
+    """Stream rows into a new feature file (`safety.atomic`, the store's `NAME.tmp-*` names); `close()`
+    puts it in place, `abort()` removes it."""
 
     def __init__(self, out, meta: dict, dim: int, dtype: str = "float32", expected_rows: int | None = None):
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if expected_rows is not None:
-            check_free_space(self.out.parent, estimated_bytes(expected_rows, dim, dtype), self.out)
-        fd, tmp = tempfile.mkstemp(prefix=self.out.name + self.TMP_MARK, dir=self.out.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+            check_space(self.out, estimated_bytes(expected_rows, dim, dtype))
+        self._file = AtomicFile(self.out, STORE)
+        self.tmp = self._file.path
         self.meta = dict(meta)
         self.dim = int(dim)
         self.n = 0
@@ -396,9 +370,7 @@ class FeatureFileWriter:
                 self.f.attrs[k] = meta[k]
         self.f.attrs["complete"] = True
         self.f.close()
-        shared_mode(self.tmp)
-        os.replace(self.tmp, self.out)
-        return self.out
+        return self._file.commit()
 
     def abort(self) -> None:
         # On a full disk HDF5 still has chunks and metadata to flush when it closes: give the temporary's
@@ -412,7 +384,7 @@ class FeatureFileWriter:
         except Exception:  # noqa: BLE001 -- the file is being thrown away; the caller reports the cause
             pass
         finally:
-            self.tmp.unlink(missing_ok=True)
+            self._file.discard()
 
     def __enter__(self):
         return self
@@ -420,21 +392,14 @@ class FeatureFileWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.abort()
-            if isinstance(exc, OSError):
-                full = no_space_error(exc, self.out)
-                if full is not None:
-                    raise full from None
+            if isinstance(exc, OSError) and is_no_space(exc):
+                raise DiskFullError(self.out) from None
 
 
 def remove_orphaned_temporaries(out) -> list[Path]:
     """Delete `OUT.tmp-*` files that a killed writer left beside `out`; returns what was removed.
 
-    Only call this while holding the output's lock (see `locks`): another live writer's temporary
+    Only call this while holding the output's lock (see `safety.locks`): another live writer's temporary
     file has the same name pattern.
     """
-    out = Path(out)
-    removed = []
-    for p in out.parent.glob(out.name + FeatureFileWriter.TMP_MARK + "*"):
-        p.unlink(missing_ok=True)
-        removed.append(p)
-    return removed
+    return remove_stale_temporaries(out, (STORE,))

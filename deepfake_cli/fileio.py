@@ -1,9 +1,6 @@
-"""The one copy of each file-writing mechanism: atomic replacement, JSON encoding, CSV text (cells guarded
-against spreadsheet formulas), Markdown tables and text (names escaped).
-
-Every artifact is written to a temporary name in its final folder and renamed into place when
-complete, so a crash never leaves a file that looks finished. Files get the permissions any other
-tool would give them (0666 less the umask), not mkstemp's private 0600, so a team can share them.
+"""The one copy of each file format helper: whole text and byte files written atomically (through
+`safety.atomic`, the one atomic write), JSON encoding, CSV text (cells guarded against spreadsheet
+formulas), Markdown tables and text (names escaped).
 """
 
 from __future__ import annotations
@@ -13,43 +10,11 @@ import io
 import json
 import math
 import numbers
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; set it back at once
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def shared_mode(path) -> None:
-    """Give a file made by mkstemp (mode 0600) the mode an ordinary `open` would have given it."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-@contextmanager
-def atomic_path(path, tmp_prefix: str | None = None, tmp_suffix: str = ".partial") -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` if the block succeeds, else delete it.
-
-    The caller writes the temporary file by any means (h5py, skops, numpy). Parent folders are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix or f".{path.name}.", suffix=tmp_suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        shared_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from deepfake_cli.safety.atomic import atomic_path
 
 
 def atomic_write_text(path, text: str) -> Path:

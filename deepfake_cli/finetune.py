@@ -19,15 +19,16 @@ models.
   arguments resume; other arguments are refused unless `overwrite`.
 * Output: the trunk as `OUT.safetensors` (the backbone `finetuned:PATH`, see backbones/finetuned.py)
   and the classification layer as the model file `OUT` (a Pipeline whose classifier is a `LinearProbe`
-  holding the trained layer's weights; softmax, as in training). The threshold is chosen on the
-  validation part from p_fake computed exactly as `eval`/`predict` compute it (the trunk file through
-  the inference core). The metadata carries everything `train` writes (held-out hashes per dataset,
-  train hashes, splits, validation scores), so `eval` and `predict` accept the model unchanged.
+  holding the trained layer's weights; softmax, as in training). On features computed exactly as
+  `eval`/`predict` compute them (the trunk file through the inference core), the validation part
+  calibrates p_fake and chooses the threshold and the training part gives the novelty reference, by the
+  same steps as `train` (`calibration.calibrate_and_threshold`, `novelty.fit_reference`; Platt scaling).
+  The metadata is the same model card `train` writes (`model_card.py`: held-out hashes per dataset, train
+  hashes, splits, calibration, novelty, validation scores), so `eval` and `predict` accept the model unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -41,13 +42,17 @@ from torch import nn
 
 from deepfake_cli import __version__
 from deepfake_cli.artifacts import MODEL_SUFFIX, load_model, save_model
+from deepfake_cli.calibration import Decision, calibrate_and_threshold
 from deepfake_cli.data import UnreadableImage, discover_many, read_item
 from deepfake_cli.data.decode import check_shorter_resize
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import FeatureSet
-from deepfake_cli.fileio import atomic_path
-from deepfake_cli.locks import output_lock
-from deepfake_cli.scoring import binary_scores, choose_threshold
+from deepfake_cli.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.novelty import fit_reference_of
+from deepfake_cli.outputs import Target, extract_inputs, writes
+from deepfake_cli.safety.atomic import atomic_path
+from deepfake_cli.safety.digest import json_digest
+from deepfake_cli.scoring import binary_scores
 from deepfake_cli.splits import TrainSplit, train_val_split
 from deepfake_cli.transforms import Transform, normalize_transform
 
@@ -118,6 +123,17 @@ def output_paths(out: str | Path, arch: str) -> tuple[Path, Path, Path]:
     return out, trunk, out.with_name(out.name + CHECKPOINT_SUFFIX)
 
 
+def finetune_targets(a: dict) -> list[Target]:
+    """The model file: its lock also guards the trunk and checkpoint beside it (same name, other suffix)."""
+    return [Target(output_paths(a["out"], a["arch"])[0], "model")]
+
+
+def finetune_inputs(a: dict) -> list:
+    """The datasets (as `extract` reads them) and the starting weights file."""
+    return [*extract_inputs(a), a.get("weights")]
+
+
+@writes(finetune_targets, finetune_inputs)  # never over an input or a foreign file; one writer per output
 def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], weights: str | None = None,
              epochs: int = DEFAULTS["epochs"], batch_size: int = DEFAULTS["batch_size"], lr: float = DEFAULTS["lr"],
              momentum: float = DEFAULTS["momentum"], weight_decay: float = DEFAULTS["weight_decay"],
@@ -147,62 +163,50 @@ def finetune(inputs: list[str], out: str | Path, arch: str = DEFAULTS["arch"], w
     augment = normalize_transform(augment)
     dev = resolve_device(device)
     model_path, trunk_path, ckpt_path = output_paths(out, arch)
-    _check_outputs(model_path, inputs, real, fake, weights, overwrite)  # before the lock file lands beside it
-    with output_lock(model_path, "model"):
-        _check_outputs(model_path, inputs, real, fake, weights, overwrite)
-        if overwrite:
-            for p in (model_path, trunk_path, ckpt_path):
-                p.unlink(missing_ok=True)
-        datasets = discover_many(list(inputs), real=real, fake=fake, name=name, require_labels=True)
-        start_path, start_id = _start_weights(spec, weights, pretrained)  # fails fast when weights are missing
-        images, skipped = _scan(datasets, progress, _largest_resize(size, augment))
-        split = _split(images, test_size, val_size, seed, [d.name for d in datasets])
-        signature = {"arch": spec.name, "start_weights_id": start_id, "size": int(size), "augment": augment,
-                     "epochs": int(epochs), "batch_size": int(batch_size), "micro_batch": micro_batch,
-                     "lr": float(lr),
-                     "momentum": float(momentum), "weight_decay": float(weight_decay), "seed": int(seed),
-                     "test_size": float(test_size), "val_size": float(val_size),
-                     "datasets": {d.name: str(d.root) for d in datasets}, "images": _images_digest(images)}
-        warnings = [w for d in datasets for w in d.warnings]
-        skipped = [{"dataset": d.name, **s} for d in datasets for s in d.skipped] + skipped
-        done = _finished(model_path, trunk_path, signature)
-        if done is not None:
-            return _summary_of(done, model_path, trunk_path, skipped, warnings, time.perf_counter() - t_start)
-        torch_state = _checkpoint_state(ckpt_path, signature)
+    if overwrite:
+        for p in (model_path, trunk_path, ckpt_path):
+            p.unlink(missing_ok=True)
+    datasets = discover_many(list(inputs), real=real, fake=fake, name=name, require_labels=True)
+    start_path, start_id = _start_weights(spec, weights, pretrained)  # fails fast when weights are missing
+    images, skipped = _scan(datasets, progress, _largest_resize(size, augment))
+    split = _split(images, test_size, val_size, seed, [d.name for d in datasets])
+    signature = {"arch": spec.name, "start_weights_id": start_id, "size": int(size), "augment": augment,
+                 "epochs": int(epochs), "batch_size": int(batch_size), "micro_batch": micro_batch,
+                 "lr": float(lr),
+                 "momentum": float(momentum), "weight_decay": float(weight_decay), "seed": int(seed),
+                 "test_size": float(test_size), "val_size": float(val_size),
+                 "datasets": {d.name: str(d.root) for d in datasets}, "images": _images_digest(images)}
+    warnings = [w for d in datasets for w in d.warnings]
+    skipped = [{"dataset": d.name, **s} for d in datasets for s in d.skipped] + skipped
+    done = _finished(model_path, trunk_path, signature)
+    if done is not None:
+        return _summary_of(done, model_path, trunk_path, skipped, warnings, time.perf_counter() - t_start)
+    torch_state = _checkpoint_state(ckpt_path, signature)
 
-        net = _Net.create(spec, start_path, pretrained, seed).to(dev)
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-        history, best = [], None
-        if torch_state is not None:
-            history, best = _restore(net, opt, torch_state, dev)
-        run = _Run(spec, size, augment, seed, batch_size, micro_batch, dev, workers, images, split)
-        progress.start(int(epochs), len(history), run.steps_per_epoch, str(dev))
-        for epoch in range(len(history) + 1, int(epochs) + 1):
-            record = run.epoch(net, opt, epoch, progress)
-            if best is None or _better(record, best["record"]):
-                best = {"epoch": epoch, "record": record,
-                        "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
-            history.append(record)
-            _save_checkpoint(ckpt_path, net, opt, best, history, signature)
-            progress.epoch_end(record, best["epoch"])
+    net = _Net.create(spec, start_path, pretrained, seed).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    history, best = [], None
+    if torch_state is not None:
+        history, best = _restore(net, opt, torch_state, dev)
+    run = _Run(spec, size, augment, seed, batch_size, micro_batch, dev, workers, images, split)
+    progress.start(int(epochs), len(history), run.steps_per_epoch, str(dev))
+    for epoch in range(len(history) + 1, int(epochs) + 1):
+        record = run.epoch(net, opt, epoch, progress)
+        if best is None or _better(record, best["record"]):
+            best = {"epoch": epoch, "record": record,
+                    "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+        history.append(record)
+        _save_checkpoint(ckpt_path, net, opt, best, history, signature)
+        progress.epoch_end(record, best["epoch"])
 
-        net.load_state_dict(best["state"])
-        summary = _finish(net, spec, run, images, split, signature, history, best["epoch"], model_path,
-                          trunk_path, datasets, progress, workers)
-        ckpt_path.unlink(missing_ok=True)
+    net.load_state_dict(best["state"])
+    summary = _finish(net, spec, run, images, split, signature, history, best["epoch"], model_path,
+                      trunk_path, datasets, progress, workers)
+    ckpt_path.unlink(missing_ok=True)
     summary.resumed_epochs = 0 if torch_state is None else int(torch_state["meta"]["epoch"])
     summary.device, summary.skipped, summary.warnings = str(dev), skipped, warnings
     summary.seconds = time.perf_counter() - t_start
     return summary
-
-
-def _check_outputs(model_path: Path, inputs, real, fake, weights, overwrite: bool) -> None:
-    """The model file (and so its trunk and checkpoint beside it) never over an input or inside an input
-    folder, and never over a file of another kind without --overwrite, as for every other command."""
-    from deepfake_cli.outputs import Target, check_targets, extract_inputs
-
-    check_targets([Target(model_path, "model")],
-                  [*extract_inputs({"inputs": inputs, "real": real, "fake": fake}), weights], overwrite)
 
 
 def _check_numbers(epochs, batch_size, lr, momentum, weight_decay, size, test_size, val_size) -> None:
@@ -285,7 +289,7 @@ def _scan(datasets, progress: FinetuneProgress, resize: int) -> tuple[_Images, l
 
 def _images_digest(images: _Images) -> str:
     rows = sorted(zip(images.dataset.tolist(), images.rel.tolist(), images.sha256.tolist(), images.y.tolist()))
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+    return json_digest(rows, 16)
 
 
 def _split(images: _Images, test_size: float, val_size: float, seed: int, names: list[str]) -> TrainSplit:
@@ -542,15 +546,18 @@ def _finish(net, spec, run: _Run, images: _Images, split: TrainSplit, signature:
 
     progress.finishing("validation")
     backbone = backbone_name(trunk_path)
-    threshold, validation, notes = _validation_threshold(pipe, backbone, images, split, run, workers)
-    split_meta = _split_meta(images, split, names, signature)
+    decision, reference, novelty = _validation_and_reference(pipe, backbone, images, split, run, workers)
+    card = _card(spec, run, signature, images, split, names, backbone, trunk_path)
     summary = FinetuneSummary(model=model_path, trunk=trunk_path, backbone=backbone, arch=spec.name,
-                              epochs=len(history), best_epoch=best_epoch, threshold=float(threshold),
-                              validation=validation, history=history, n_fit=int(len(split.fit_idx)),
-                              n_val=int(len(split.val_idx)), heldout=split_meta["n_heldout"])
-    meta = _model_meta(summary, spec, run, signature, split_meta, notes, created)
+                              epochs=len(history), best_epoch=best_epoch, threshold=decision.threshold,
+                              validation=decision.validation, history=history, n_fit=int(len(split.fit_idx)),
+                              n_val=int(len(split.val_idx)), heldout=card.split["n_heldout"])
+    notes = decision.notes + ([] if len(split.val_idx) else ["no validation part: the last epoch kept"])
+    meta = card.meta(name=model_path.stem, classifier="finetune", classifier_params=_classifier_params(spec, signature),
+                     decision=decision, novelty=novelty, notes=notes, created=created,
+                     extra={"finetune": _finetune_fields(summary, spec, run, signature)})
     progress.finishing("model")
-    save_model(model_path, pipe, meta)
+    save_model(model_path, pipe, meta, extras={"novelty": reference} if reference is not None else None)
     return summary
 
 
@@ -582,67 +589,61 @@ def _head_pipeline(net, signature: dict, history: list, best_epoch: int):
     return Pipeline([("reduce", "passthrough"), ("scale", "passthrough"), ("clf", head)])
 
 
-def _validation_threshold(pipe, backbone: str, images: _Images, split: TrainSplit, run: _Run,
-                          workers) -> tuple[float, dict, list[str]]:
-    """(threshold, validation scores, notes): the threshold is chosen on p_fake of the validation part
-    computed through the written trunk, so it matches what eval/predict will compute."""
-    y_val = images.y[split.val_idx]
-    notes = []
-    if len(split.val_idx) and len(set(y_val.tolist())) == 2:
-        X_val = _embed(backbone, [images.items[i] for i in split.val_idx], run.micro_batch, run.device, workers)
-        p_val = pipe.predict_proba(X_val)[:, 1]
-        threshold = choose_threshold(y_val, p_val)
-        validation = binary_scores(y_val, p_val, threshold)
-        validation["accuracy_at_0_5"] = binary_scores(y_val, p_val, 0.5)["accuracy"]
-    else:
-        threshold, validation = 0.5, {}
-        notes.append("too few images for a validation part with both classes; threshold fixed at 0.5 and the "
-                     "last epoch kept")
-    validation["threshold"] = threshold
-    return threshold, validation, notes
+def _validation_and_reference(pipe, backbone: str, images: _Images, split: TrainSplit, run: _Run,
+                              workers) -> tuple[Decision, dict | None, dict]:
+    """(calibration and threshold from the validation part, novelty reference and its description from the
+    training part), on features computed through the written trunk exactly as eval/predict compute them,
+    each image once."""
+    features = _TrunkFeatures(backbone, images, run, workers)
+    reference, novelty = fit_reference_of(len(split.tr_idx), lambda rows: features(split.tr_idx[rows]),
+                                          seed=run.seed)
+    decision = calibrate_and_threshold(pipe, features(split.val_idx), images.y[split.val_idx])
+    return decision, reference, novelty
 
 
-def _split_meta(images: _Images, split: TrainSplit, names: list[str], signature: dict) -> dict:
-    """The split keys `train` writes into a model, so `eval` scores only held-out images."""
-    test_mask, tr_idx = split.test_mask, split.tr_idx
-    return {
-        "train_datasets": names,
-        "heldout_sha256": {d: sorted(set(images.sha256[test_mask & (images.dataset == d)].tolist())) for d in names},
-        "train_sha256": sorted(set(images.sha256[tr_idx].tolist())),
-        "n_train": int(len(tr_idx)), "n_fit": int(len(split.fit_idx)), "n_val": int(len(split.val_idx)),
-        "n_heldout": {d: int((test_mask & (images.dataset == d)).sum()) for d in names},
-        "test_size": signature["test_size"], "val_size": signature["val_size"], "split_seed": signature["seed"],
-    }
+class _TrunkFeatures:
+    """Features of image rows through the written trunk (the inference core), each row embedded once."""
+
+    def __init__(self, backbone: str, images: _Images, run: _Run, workers):
+        self.backbone, self.images, self.run, self.workers = backbone, images, run, workers
+        self.done: dict[int, np.ndarray] = {}
+
+    def __call__(self, rows) -> np.ndarray:
+        rows = [int(i) for i in rows]
+        todo = [i for i in rows if i not in self.done]
+        if todo:
+            X = _embed(self.backbone, [self.images.items[i] for i in todo], self.run.micro_batch, self.run.device,
+                       self.workers)
+            self.done.update(zip(todo, X))
+        return np.stack([self.done[i] for i in rows]) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def _model_meta(summary: FinetuneSummary, spec, run: _Run, signature: dict, split_meta: dict, notes: list,
-                created: str) -> dict:
-    """The model file's metadata: everything `train` writes (so eval/predict accept it) plus the run's history."""
+def _card(spec, run: _Run, signature: dict, images: _Images, split: TrainSplit, names: list[str], backbone: str,
+          trunk: Path) -> ModelCard:
+    """The model card's shared part: the trunk's features (no reducer) and the split, as `train` writes them."""
     from deepfake_cli.backbones.weights import weights_id
 
-    # key order as before the split into helpers, so the written JSON is unchanged
-    return {
-        "backbone": summary.backbone, "dim": int(spec.source.dim), "input_dim": int(spec.source.dim),
-        "layers": "last", "weights_id": weights_id(summary.trunk),
-        "preprocessing": dict(run.config.preprocessing, align=None),
-        "transform": signature["augment"], "feature_seed": int(signature["seed"]), "align": None,
-        "reducer": {"method": "none"}, "features_reduced_by": None,
-        "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
-        **split_meta,
-        "features_file": None, "features_created": None, "tool_version": __version__,
-        "name": summary.model.stem, "classifier": "finetune",
-        "classifier_params": {"arch": spec.name, "optimizer": "sgd", "lr": signature["lr"],
-                              "momentum": signature["momentum"], "weight_decay": signature["weight_decay"],
-                              "batch_size": signature["batch_size"], "micro_batch": signature["micro_batch"],
-                              "epochs": signature["epochs"],
-                              "size": signature["size"], "augment": signature["augment"]},
-        "threshold": summary.threshold, "threshold_rule": "max balanced accuracy on validation p_fake",
-        "validation": summary.validation, "notes": notes, "created": created,
-        # the trunk relative to the model file (with its sha256 in weights_id): the two move together
-        "finetune": {"arch": spec.name, "trunk_file": _relative_to_model(summary.trunk, summary.model),
-                     "best_epoch": summary.best_epoch,
-                     "history": summary.history, "device": str(run.device), "signature": signature},
-    }
+    inputs = model_inputs(backbone=backbone, dim=int(spec.source.dim), input_dim=int(spec.source.dim), layers="last",
+                          weights_id=weights_id(trunk), preprocessing=dict(run.config.preprocessing, align=None),
+                          transform=signature["augment"], feature_seed=int(signature["seed"]), align=None,
+                          reducer={"method": "none"})
+    return ModelCard(inputs, split_fields(images.sha256, images.dataset, split, names, signature["test_size"],
+                                          signature["val_size"], signature["seed"]))
+
+
+def _classifier_params(spec, signature: dict) -> dict:
+    return {"arch": spec.name, "optimizer": "sgd", "lr": signature["lr"], "momentum": signature["momentum"],
+            "weight_decay": signature["weight_decay"], "batch_size": signature["batch_size"],
+            "micro_batch": signature["micro_batch"], "epochs": signature["epochs"], "size": signature["size"],
+            "augment": signature["augment"]}
+
+
+def _finetune_fields(summary: FinetuneSummary, spec, run: _Run, signature: dict) -> dict:
+    """The run's own record; the trunk relative to the model file (with its sha256 in weights_id): the two
+    move together."""
+    return {"arch": spec.name, "trunk_file": _relative_to_model(summary.trunk, summary.model),
+            "best_epoch": summary.best_epoch, "history": summary.history, "device": str(run.device),
+            "signature": signature}
 
 
 def _relative_to_model(trunk: Path, model: Path) -> str:

@@ -91,14 +91,19 @@ def fit_reference(Z, seed: int = 0) -> tuple[dict | None, dict]:
     With fewer than MIN_IMAGES rows there is no reference: (None, {"method": "none", "reason": ...}); of more
     than MAX_IMAGES rows a seeded subsample is used (`n_reference` says how many).
     """
-    Z = np.asarray(Z, dtype=np.float64)
-    n = len(Z)
+    Z = np.asarray(Z)
+    return fit_reference_of(len(Z), lambda rows: Z[rows], seed)
+
+
+def fit_reference_of(n: int, features, seed: int = 0) -> tuple[dict | None, dict]:
+    """`fit_reference` of n training rows whose features `features(row indices)` computes on demand, so a
+    model whose features cost a network pass (finetune) computes only the rows the reference uses."""
     if n < MIN_IMAGES:
         return None, {"method": "none", "reason": f"{n} training images, fewer than {MIN_IMAGES}"}
     rng = np.random.default_rng([int(seed), 7])
-    if n > MAX_IMAGES:
-        Z = Z[np.sort(rng.choice(n, MAX_IMAGES, replace=False))]
-        n = MAX_IMAGES
+    rows = np.sort(rng.choice(n, MAX_IMAGES, replace=False)) if n > MAX_IMAGES else np.arange(n)
+    Z = np.asarray(features(rows), dtype=np.float64)
+    n = len(Z)
     order = rng.permutation(n)
     folds = np.array_split(order, min(FOLDS, n))
     out_of_sample = np.empty(n)

@@ -12,11 +12,12 @@ Every command that writes declares its outputs and inputs once, with `writes(...
   empty file counts as replaceable (it holds nothing to lose);
 * an output that must be a file but is a folder (or the reverse), and an output whose folder cannot be
   written, are refused in one line before any work;
-* then `locks.output_lock` is taken on each output (as given on the command line: a folder's lock is
+* then `safety.locks.output_lock` is taken on each output (as given on the command line: a folder's lock is
   beside it), and the checks run again under the lock.
-While the function runs, a full disk (ENOSPC) becomes one `DeepfakeError` line that names the output,
-says the existing file is unchanged (every writer renames complete files into place) and, where the
-stage said how much it needs (`expect_bytes`), how many MB to free.
+While the function runs, a full disk (ENOSPC, or a writer's `safety.space.DiskFullError`) becomes one
+`DiskFullError` line that names the output, says the existing file is unchanged (every writer renames
+complete files into place) and, where the stage checked how much it needs (`safety.space.check_space`),
+how many MB to free.
 
 A stage without an `overwrite` parameter gets one from the decorator (keyword only), so scripts pass
 `overwrite=True` as the CLI's `--overwrite` does.
@@ -24,12 +25,10 @@ A stage without an `overwrite` parameter gets one from the decorator (keyword on
 
 from __future__ import annotations
 
-import errno
 import functools
 import inspect
 import json
 import os
-import shutil
 import zipfile
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.safety.atomic import PARTIAL, STORE, remove_stale_temporaries
+from deepfake_cli.safety.space import DiskFullError, disk_full, existing_folder, is_no_space, needs_scope
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PREDICTION_COLUMNS = ["path", "p_fake", "label", "model"]
@@ -143,14 +144,13 @@ def describe_file(path) -> str:
     kind = artifact_kind(p)
     if kind:
         return "a " + KIND_NAMES[kind]
-    from deepfake_cli.data import is_image_file, is_tar_file
+    from deepfake_cli.data.sources import source_for
 
     if p.is_dir():
         return "a folder"
-    if is_image_file(p):
-        return "an image"
-    if is_tar_file(p):
-        return "a .tar shard"
+    entry = source_for(p)  # an input kind whose name says what it is (a .txt may be anybody's notes)
+    if entry is not None and entry.named:
+        return entry.noun  # "an image", "a .tar shard"
     return "a file that this command does not write"
 
 
@@ -245,54 +245,11 @@ def _example_name(kind: str) -> str:
 
 
 def _check_writable(p: Path, option: str) -> None:
-    folder = p.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = existing_folder(p)
     if folder.exists() and not folder.is_dir():
         raise DeepfakeError(f"{option} {p}: {folder} is a file, not a folder.")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DeepfakeError(f"cannot write {p}: permission denied in {folder}.", exit_code=1)
-
-
-# --------------------------------------------------------------------------------------- full disk
-
-_NEED: dict[str, int] = {}
-
-
-def expect_bytes(out, n_bytes: int) -> None:
-    """Record how many bytes writing `out` still needs, for the 'free N MB' of a full-disk message."""
-    _NEED[str(Path(out).resolve())] = int(n_bytes)
-
-
-def check_space(out, n_bytes: int) -> None:
-    """Refuse before any work when `out`'s folder has less than `n_bytes` free (and remember the need)."""
-    from deepfake_cli.features import check_free_space
-
-    out = Path(out)
-    expect_bytes(out, n_bytes)
-    folder = out.parent if out.parent.exists() else Path(".")
-    check_free_space(folder, n_bytes, out)
-
-
-def is_no_space(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left" in str(exc))
-
-
-def no_space_message(out) -> str:
-    out = Path(out)
-    need = _NEED.get(str(out.resolve()))
-    folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    free = "some space"
-    if need:
-        try:
-            missing = need - shutil.disk_usage(folder).free
-        except OSError:
-            missing = need
-        free = f"{max(1, -(-missing // (1 << 20)))} MB"
-    return (f"no space left on device while writing {out}; the existing file is unchanged (finished work is "
-            f"kept to resume): free {free} in {folder} and rerun.")
 
 
 # -------------------------------------------------------------------------------------------- guard
@@ -300,7 +257,7 @@ def no_space_message(out) -> str:
 @contextmanager
 def guard(targets: list[Target], inputs: Iterable = (), overwrite: bool = False) -> Iterator[list[Target]]:
     """Check the targets, hold their locks, and turn a full disk into one line, for the block."""
-    from deepfake_cli.locks import output_lock
+    from deepfake_cli.safety.locks import output_lock
 
     inputs = list(inputs)
     check_targets(targets, inputs, overwrite)
@@ -314,37 +271,21 @@ def guard(targets: list[Target], inputs: Iterable = (), overwrite: bool = False)
         check_targets(targets, inputs, overwrite)  # again: another writer may have finished meanwhile
         for t in targets:
             remove_orphans(t)
-        try:
-            yield targets
-        except OSError as exc:
-            if targets and is_no_space(exc):
-                raise DeepfakeError(no_space_message(targets[0].path), exit_code=1) from None
-            raise
-        except DeepfakeError as exc:
-            # the feature writer's own full-disk line: say how much to free
-            if targets and is_no_space(exc.__context__) and str(exc).startswith("no space left"):
-                raise DeepfakeError(no_space_message(targets[0].path), exit_code=1) from None
-            raise
+        with needs_scope():  # what `check_space` records during this call, for "free N MB"
+            try:
+                yield targets
+            except (OSError, DiskFullError) as exc:
+                if targets and is_no_space(exc):  # ENOSPC, or a writer's own DiskFullError: say what to free
+                    raise disk_full(targets[0].path) from None
+                raise
 
 
 def remove_orphans(t: Target) -> list[Path]:
-    """Delete the temporaries a killed writer of `t` left beside it (`.NAME.XXXXXXXX.partial` of
-    `fileio.atomic_path` and the artifact writer, `NAME.tmp-*` of the feature writer). Only under the
-    lock of `t`: a live writer's temporaries have the same names."""
-    import re
-
-    if t.kind == "folder" or not t.path.parent.is_dir():
+    """Delete the temporaries a killed writer of `t` left beside it (`safety.atomic`'s `.NAME.*.partial`,
+    and the feature store's `NAME.tmp-*` for a feature file). Only under the lock of `t`."""
+    if t.kind == "folder":
         return []
-    name = t.path.name
-    partial = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}\.partial")
-    removed = [p for p in t.path.parent.iterdir() if partial.fullmatch(p.name) and p.is_file()]
-    for p in removed:
-        p.unlink(missing_ok=True)
-    if t.kind == "features":
-        from deepfake_cli.features import remove_orphaned_temporaries
-
-        removed += remove_orphaned_temporaries(t.path)
-    return removed
+    return remove_stale_temporaries(t.path, (PARTIAL, STORE) if t.kind == "features" else (PARTIAL,))
 
 
 def writes(targets: Callable[[dict], list[Target]], inputs: Callable[[dict], Iterable] = lambda a: ()):
@@ -398,9 +339,12 @@ def extract_inputs(a: dict) -> list:
 
 def _with_listed(paths: list) -> list:
     """`paths` plus the images that `.txt`/`.csv` lists among them name: those are read too, so no output
-    may land on one. A list that cannot be read is left to the command itself to report."""
+    may land on one. A list that cannot be read is left to the command itself to report. A path with
+    `?options` (`x.parquet?label=y`) stands for the file or folder its source reads (`sources.location`)."""
     from deepfake_cli.data.lists import is_list_file, read_list
+    from deepfake_cli.data.sources import location
 
+    paths = [location(p) if isinstance(p, (str, os.PathLike)) else p for p in paths]
     out = list(paths)
     for p in paths:
         if p and is_list_file(p) and Path(p).is_file():

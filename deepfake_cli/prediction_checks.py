@@ -7,8 +7,8 @@ Given predict's rows (path, p_fake, label, model, threshold, score, novelty, tru
 * novelty: per model, the share of images whose distance to the training features is beyond the training
   set's 99th percentile (`novelty.py`); a warning when that share exceeds NOVEL_SHARE (and at least
   NOVEL_MIN images): about 1% is expected on images like the training data;
-* one label: per model and per input folder (or .tar shard) of at least MIN_FOLDER images, a warning when
-  ONE_LABEL_SHARE or more of them get the same label (a model trained on one generator calls everything
+* one label: per model and per input folder (or shard file: .tar, .parquet) of at least MIN_FOLDER images, a
+  warning when ONE_LABEL_SHARE or more of them get the same label (a model trained on one generator calls everything
   from another "fake", the real photos included).
 """
 
@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepfake_cli.data import sources
 from deepfake_cli.stats import wilson_interval
 
 NOVEL_SHARE = 0.10
@@ -91,20 +92,21 @@ def _one_label(model: str, rows: list[dict], where: str, out: Checks) -> None:
 
 
 def _folders(inputs) -> list[tuple[str, str]]:
-    """(path prefix of its rows, the input as given) of each input that is a folder or a .tar shard."""
+    """(path prefix of its rows, the input as given) of each input that is a folder or a shard file (a .tar,
+    a .parquet: whatever `data.sources` reads from a folder that holds no image)."""
     out = []
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     for spec in inputs if isinstance(inputs, (list, tuple)) else []:
         if not isinstance(spec, (str, os.PathLike)):  # an image in memory (the Python API), an ImageItem
             continue
-        p = Path(str(spec))
+        p = Path(sources.location(str(spec)))  # `x.parquet?label=y` names its rows from x.parquet
         try:
-            tar = p.is_file() and p.suffix.lower() == ".tar"
-            if not (tar or p.is_dir()):
-                continue
+            entry = sources.source_for(p) if p.is_dir() or p.is_file() else None
         except (OSError, ValueError):  # a name too long or with a NUL byte is no folder of ours
             continue
+        if entry is None or not (entry.folder or entry.shard):
+            continue
         base = str(p)
-        out.append(("" if base == "." else base + ("/" if tar else os.sep), str(spec)))
+        out.append(("" if base == "." else base + (os.sep if entry.folder else "/"), str(spec)))
     return out

@@ -1,6 +1,6 @@
 """What a killed, refused or finished extraction left beside its output, made safe to go on from.
 
-Called by `extract` while it holds the output's lock (`locks.output_lock`), before any work:
+Called by `extract` while it holds the output's lock (`safety.locks.output_lock`), before any work:
 
 * `OUT.tmp-*` files of a killed merge are removed, and so is every temporary a killed shard write left
   in `OUT.parts/` (anything there but `run.json` and `batch_NNNNNN.npz`);
@@ -28,7 +28,7 @@ import numpy as np
 
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import estimated_bytes, read_meta, remove_orphaned_temporaries, summarize
-from deepfake_cli.outputs import check_space
+from deepfake_cli.safety.space import DiskFullError, check_space, is_no_space, nearly_full
 
 SHARD_NAME = re.compile(r"batch_\d{6}\.npz")
 SHARD_OVERHEAD = 512  # bytes per row in a shard beyond the features: index, hash, zip entry headers
@@ -138,17 +138,14 @@ def isolated(fn, *args, cleanup=None, what="the output", **kwargs):
     destructor (printed, not raised), and the next call can crash the process (the segfault of issue 11).
     Writing in a child keeps this process, its lock and its one-line error whatever HDF5 does: a child
     that dies leaves only its temporary file, which `cleanup()` removes. The child's stderr is silenced
-    (HDF5's destructor noise); a full disk comes back as OSError(ENOSPC) for `outputs.guard` to word.
+    (HDF5's destructor noise); a full disk comes back as a `DiskFullError` for `outputs.guard` to word.
     Runs in-process where fork is unavailable, or unsafe (a Ray/gRPC client in this process), or when
     DEEPFAKE_WRITE_IN_PROCESS=1.
     """
-    import errno
     import os
     import pickle
     import signal
     import sys
-
-    from deepfake_cli.outputs import is_no_space
 
     if (not hasattr(os, "fork") or os.environ.get("DEEPFAKE_WRITE_IN_PROCESS", "") not in ("", "0")
             or "ray" in sys.modules or "grpc" in sys.modules):
@@ -158,7 +155,7 @@ def isolated(fn, *args, cleanup=None, what="the output", **kwargs):
     pid = os.fork()
     if pid == 0:  # the child: write, report, and leave without running any of the parent's exit code
         try:
-            from deepfake_cli.locks import die_with_parent
+            from deepfake_cli.safety.locks import die_with_parent
 
             die_with_parent(parent)  # a writer keeps the lock, so it must not outlive a killed parent
             os.close(r)
@@ -193,22 +190,11 @@ def isolated(fn, *args, cleanup=None, what="the output", **kwargs):
         if sig == signal.SIGKILL:  # killed from outside (the user, the OOM killer): as if this process was
             raise DeepfakeError(f"writing {what} was killed; the existing file is unchanged: rerun to finish.",
                                 exit_code=1)
-        raise OSError(errno.ENOSPC, "No space left on device") if _nearly_full(what) else DeepfakeError(
+        raise DiskFullError(what) if nearly_full(what) else DeepfakeError(
             f"writing {what} crashed (signal {sig}); the existing file is unchanged: rerun to finish.", exit_code=1)
-    if kind == "nospace" or (isinstance(value, (OSError, RuntimeError)) and _nearly_full(what)):
+    if kind == "nospace" or (isinstance(value, (OSError, RuntimeError)) and nearly_full(what)):
         # HDF5 does not always say ENOSPC ("Can't synchronously write data", ...): a write that failed
         # while the disk no longer holds what it needs is a full disk
-        raise OSError(errno.ENOSPC, str(value))
+        raise DiskFullError(what)
     raise value
 
-
-def _nearly_full(path) -> bool:
-    """Does the folder of `path` hold less than what writing it needs (`outputs.expect_bytes`; 1 MB if unknown)?"""
-    from deepfake_cli.outputs import _NEED
-
-    folder = Path(path).parent
-    need = _NEED.get(str(Path(path).resolve()), 1 << 20)
-    try:
-        return shutil.disk_usage(folder).free < need
-    except OSError:
-        return False

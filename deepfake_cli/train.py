@@ -20,15 +20,14 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from deepfake_cli import __version__
 from deepfake_cli import calibration as calib
 from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
+from deepfake_cli.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.novelty import fit_reference
 from deepfake_cli.classifiers import CLASSIFIERS, create_classifier, needs_scaling, parse_classifier_names
-from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import COMPAT_KEYS, FeatureSet, capability_values, describe, matching_options, \
     mismatch, read_features
@@ -89,10 +88,9 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
     # classifiers that learn nothing from the images (zero-shot) train on files without both classes too
     need_classes = not all("untrained" in CLASSIFIERS.get(n).capabilities for n in names)
     split = _split(fs, test_size, val_size, seed, train_sets, need_classes)
-    common_meta = _common_meta(fs, features, red_info, train_sets, split, test_size, val_size, seed)
-    common_meta["sample_warnings"] = small_sample_warnings(fs, split, train_sets)
+    card = _card(fs, features, red_info, train_sets, split, test_size, val_size, seed)
     if red_info.get("method") == "none" and len(split.fit_idx) * WIDE_RATIO < fs.X.shape[1]:
-        common_meta["sample_warnings"].append(
+        card.sample_warnings.append(
             f"{len(split.fit_idx)} images to fit in {fs.X.shape[1]} dimensions, without a reducer: lda (shrinkage) "
             "and linear-probe (weight decay) are built for this; kNN, SVM and trees tend to overfit, and "
             "gradient-boosting's time and model size grow with the dimension. `deepfake reduce --method pca` and "
@@ -114,7 +112,7 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
         if progress:
             progress(name)
         target = (out_p / f"{name}{MODEL_SUFFIX}") if into_folder else out_p
-        results.append(_train_one(name, estimators[name], fs, split, red_step, common_meta, target, list(notes),
+        results.append(_train_one(name, estimators[name], fs, split, red_step, card, target, list(notes),
                                   calibration=calibration, seed=seed))
     return results
 
@@ -210,29 +208,20 @@ def small_sample_warnings(fs: FeatureSet, split: TrainSplit, train_sets: list[st
     return out
 
 
-def _common_meta(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: TrainSplit,
-                 test_size: float, val_size: float, seed: int) -> dict:
-    """The metadata every model of one `train` call shares (what made its features, splits, reducer)."""
-    test_mask, tr_idx = split.test_mask, split.tr_idx
-    heldout = {d: sorted(set(fs.sha256[test_mask & (fs.dataset == d)].tolist())) for d in train_sets}
-    return {
-        "backbone": fs.meta.get("backbone"), "dim": fs.meta.get("dim"), "input_dim": int(fs.X.shape[1]),
-        "layers": fs.meta.get("layers"), "weights_id": fs.meta.get("weights_id"),
-        "preprocessing": fs.meta.get("preprocessing"), "transform": fs.meta.get("transform", "none"),
-        "feature_seed": fs.meta.get("seed"), "align": (fs.meta.get("preprocessing") or {}).get("align"),
-        "reducer": red_info, "features_reduced_by": fs.meta.get("reduced_by"),
-        "classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"],
-        "train_datasets": train_sets, "heldout_sha256": heldout,
-        "train_sha256": sorted(set(fs.sha256[tr_idx].tolist())),
-        "n_train": int(len(tr_idx)), "n_fit": int(len(split.fit_idx)), "n_val": int(len(split.val_idx)),
-        "n_heldout": {d: int((test_mask & (fs.dataset == d)).sum()) for d in train_sets},
-        "test_size": float(test_size), "val_size": float(val_size), "split_seed": int(seed),
-        "features_file": str(Path(features).resolve()), "features_created": fs.meta.get("created"),
-        "tool_version": __version__,
-    }
+def _card(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], split: TrainSplit,
+          test_size: float, val_size: float, seed: int) -> ModelCard:
+    """What every model of one `train` call shares (what made its features, splits, reducer, warnings)."""
+    inputs = model_inputs(backbone=fs.meta.get("backbone"), dim=fs.meta.get("dim"), input_dim=fs.X.shape[1],
+                          layers=fs.meta.get("layers"), weights_id=fs.meta.get("weights_id"),
+                          preprocessing=fs.meta.get("preprocessing"), transform=fs.meta.get("transform", "none"),
+                          feature_seed=fs.meta.get("seed"), align=(fs.meta.get("preprocessing") or {}).get("align"),
+                          reducer=red_info, features_reduced_by=fs.meta.get("reduced_by"))
+    return ModelCard(inputs, split_fields(fs.sha256, fs.dataset, split, train_sets, test_size, val_size, seed),
+                     features_file=str(Path(features).resolve()), features_created=fs.meta.get("created"),
+                     sample_warnings=small_sample_warnings(fs, split, train_sets))
 
 
-def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, common_meta: dict, target: Path,
+def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, card: ModelCard, target: Path,
                notes: list, calibration: str = calib.DEFAULT, seed: int = 0) -> TrainResult:
     """Fit reduce -> scale -> clf on the fit part, calibrate and pick the threshold on validation, store a
     novelty reference of the training part, save the model."""
@@ -257,38 +246,15 @@ def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, comm
     if fit_info.get("note"):
         notes.append(fit_info["note"])
     labelled_val = val_idx[fs.y[val_idx] >= 0]
-    if len(set(fs.y[labelled_val].tolist())) == 2:
-        y_val, X_val = fs.y[labelled_val].astype(int), fs.X[labelled_val]
-        raw = calib.raw_p_fake(pipe, X_val)
-        margins, source = calib.margin(pipe, X_val)
-        cal = dict(calib.fit(calibration, margins, y_val), input=source, fitted_on="validation",
-                   n=int(len(y_val)), n_real=int((y_val == 0).sum()), n_fake=int((y_val == 1).sum()))
-        p_val = raw if calibration == "none" else calib.apply(cal, margins)
-        threshold = choose_threshold(y_val, p_val)
-        validation = binary_scores(y_val, p_val, threshold)
-        validation["accuracy_at_0_5"] = binary_scores(y_val, p_val, 0.5)["accuracy"]
-        # reliability on the validation part (in-sample for the calibration): 10 equal-width bins
-        validation["ece"] = calib.expected_calibration_error(y_val, p_val)
-        validation["ece_uncalibrated"] = calib.expected_calibration_error(y_val, raw)
-    else:
-        threshold, validation = 0.5, {}
-        cal = {"method": "none", "reason": "no validation part with both classes"}
-        notes.append("too few images for a validation part with both classes; p_fake not calibrated, threshold "
-                     "fixed at 0.5")
-    validation["threshold"] = threshold
-    from deepfake_cli.novelty import fit_reference
-
+    decision = calib.calibrate_and_threshold(pipe, fs.X[labelled_val], fs.y[labelled_val], calibration)
+    notes += decision.notes
     reference, novelty = fit_reference(pipe[:1].transform(fs.X[split.tr_idx]), seed=seed)
-    rule = "max balanced accuracy on validation p_fake" + (" (calibrated)" if cal["method"] != "none" else "")
-    meta = dict(common_meta, name=target.stem, classifier=name,
-                classifier_params=_json_params(clf), threshold=float(threshold), threshold_rule=rule,
-                calibration=cal, novelty=novelty, validation=validation, notes=notes,
-                classifier_fit=fit_info,
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    meta = card.meta(name=target.stem, classifier=name, classifier_params=_json_params(clf), decision=decision,
+                     novelty=novelty, notes=notes, extra={"classifier_fit": fit_info})
     save_model(target, pipe, meta, extras={"novelty": reference} if reference is not None else None)
-    return TrainResult(name, target, float(threshold), validation, int(len(fit_idx)), int(len(val_idx)),
-                       common_meta["n_heldout"], time.perf_counter() - t0, notes,
-                       sample_warnings=list(common_meta["sample_warnings"]), calibration=cal["method"])
+    return TrainResult(name, target, decision.threshold, decision.validation, int(len(fit_idx)), int(len(val_idx)),
+                       card.split["n_heldout"], time.perf_counter() - t0, notes,
+                       sample_warnings=list(card.sample_warnings), calibration=decision.calibration["method"])
 
 
 def _json_params(est) -> dict:

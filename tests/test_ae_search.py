@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from deepfake_cli.artifacts import load_reducer
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from deepfake_cli.reduce import reduce
 from deepfake_cli.reducers import create_reducer
@@ -24,12 +23,8 @@ SMALL = ["--param", "epoch_choices=5,10", "--param", "widths=16,32", "--param", 
 
 
 @pytest.fixture(scope="module")
-def feats(tmp_path_factory):
-    root = tmp_path_factory.mktemp("aes")
-    data = copy_subset(example_set("cifake_sd14"), root / "cifake", 24)
-    out = root / "low.h5"
-    extract([str(data)], backbone="lowlevel", out=str(out), device="cpu", workers=0)
-    return out
+def feats(cifake_lowlevel):
+    return cifake_lowlevel["features"]  # lowlevel features of the 48 CIFAKE examples (read-only)
 
 
 def _rows(path):

@@ -17,51 +17,12 @@ from deepfake_cli.backbones import CombinedBackbone, create_backbone, get_config
 from deepfake_cli.errors import DeepfakeError, WeightsMissingError
 from tests.conftest import example_set
 
-# built here with random weights; clip-vit-l14 and dinov2-vit-b14 are ViT-L / 518-pixel sized and are
-# checked against the generic families in test_backbones_hub.py instead
-NAMES = ["effnet-lite0", "clip-vit-b16", "dino-vit-b16", "dino-resnet50", "lowlevel"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the machine is shared: one thread keeps ViT-B runs predictable
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch, tmp_path):
-    """No user env var leaks into a test; caches point at empty folders unless a test says otherwise."""
-    for v in [v for v in os.environ if v.startswith("DEEPFAKE_WEIGHTS_")] + ["HF_HUB_CACHE", "DEEPFAKE_OFFLINE"]:
-        monkeypatch.delenv(v, raising=False)
-    for v in ("TORCH_HOME", "HF_HOME", "XDG_CACHE_HOME", "HOME"):
-        monkeypatch.setenv(v, str(tmp_path / "cache" / v.lower()))
-
-
-def _first(folder: Path, n: int = 1) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file())[:n]
-
-
-def odd_jpeg(path: Path) -> Image.Image:
-    """A real photo as a non-square JPEG of odd size (333x251), as cameras and scrapers deliver them."""
-    src = Image.open(_first(example_set("forensynths_stylegan") / "real")[0]).convert("RGB")
-    src.resize((333, 251), Image.BICUBIC).save(path, quality=87)
-    return Image.open(path).convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict[str, Image.Image]:
-    """Real and generated images of different sizes and formats."""
-    paths = {
-        "biggan_real": _first(example_set("forensynths_biggan") / "real")[0],  # 248x248 PNG
-        "biggan_fake": _first(example_set("forensynths_biggan") / "fake")[0],
-        "cifake_fake": _first(example_set("cifake_sd14") / "fake")[0],  # 32x32 JPEG
-    }
-    out = {k: Image.open(p).convert("RGB") for k, p in paths.items()}
-    out["odd_jpeg"] = odd_jpeg(tmp_path_factory.mktemp("img") / "odd.jpg")
-    return out
+# every registered backbone, built here with random weights, but the ViT-L / 518-pixel sized ones: they
+# are checked against the generic families in test_backbones_hub.py instead
+TOO_LARGE = {"clip-vit-l14", "dinov2-vit-b14"}
+NAMES = [r["name"] for r in list_backbones() if r["family"] == "registered" and r["name"] not in TOO_LARGE]
+# one torch thread (a shared machine), and no user env var or cache reaches a test
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "clean_weights_env")
 
 
 def _batch(bb, imgs):

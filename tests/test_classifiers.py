@@ -3,54 +3,41 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from deepfake_cli.classifiers import (LinearProbe, create_classifier, list_classifiers, needs_scaling,
-                                      parse_classifier_names)
+from deepfake_cli.classifiers import (CLASSIFIERS, LinearProbe, create_classifier, list_classifiers,
+                                      needs_scaling, parse_classifier_names)
 from deepfake_cli.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
-from tests.conftest import example_set
+from tests.helpers import capability_kwargs, classifier_names
 
-NAMES = ["bagging", "decision-tree", "random-forest", "lda", "knn1", "knn3", "knn5", "svm", "naive-bayes",
-         "gradient-boosting", "linear-probe"]
-# registered too, but left out of `all` (they apply only to some features): fusion needs a+b features,
-# zero-shot CLIP features (tests/test_fusion.py, tests/test_zero_shot.py)
-OPT_IN = ["fusion", "zero-shot"]
-
-
-def pixel_stats(path: Path) -> np.ndarray:
-    """13 cheap statistics of a 96x96 centre crop at native resolution: colour, high-pass residual, 8x8 blockiness."""
-    a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    h, w, _ = a.shape
-    c = a[max(0, h // 2 - 48): h // 2 + 48, max(0, w // 2 - 48): w // 2 + 48]
-    r = c[1:-1, 1:-1] - (c[:-2, 1:-1] + c[2:, 1:-1] + c[1:-1, :-2] + c[1:-1, 2:]) / 4
-    dx = np.abs(np.diff(c.mean(2), axis=1))
-    return np.concatenate([c.mean((0, 1)), c.std((0, 1)), np.abs(r).mean((0, 1)), r.std((0, 1)),
-                           [dx[:, 7::8].mean() / (dx.mean() + 1e-6)]])
+# from the registry, so a new classifier is tested without editing a list: the ones `all` trains, and the
+# opt-in ones (they apply only to some features: fusion needs a+b features, zero-shot CLIP features;
+# tests/test_fusion.py, tests/test_zero_shot.py)
+NAMES = classifier_names()
+OPT_IN = classifier_names(opt_in=True)
+# the built-ins, which must stay registered
+BUILT_IN = ["bagging", "decision-tree", "random-forest", "lda", "knn1", "knn3", "knn5", "svm", "naive-bayes",
+            "gradient-boosting", "linear-probe"]
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory):
+def split(cifake_lowlevel):
     """`lowlevel` features of CIFAKE (24 real photos, 24 Stable Diffusion images): alternate images to train and test."""
-    feats = tmp_path_factory.mktemp("clf") / "cifake.h5"
-    extract([str(example_set("cifake_sd14"))], backbone="lowlevel", out=str(feats), device="cpu", workers=0,
-            progress=False)
-    fs = read_features(feats)
+    fs = read_features(cifake_lowlevel["features"])
     train = np.arange(len(fs.y)) % 2 == 0
     return fs.X[train], fs.y[train].astype(int), fs.X[~train], fs.y[~train].astype(int)
 
 
 def test_registry_lists_every_name_once():
     names = [c["name"] for c in list_classifiers()]
+    assert set(BUILT_IN) <= set(NAMES) and {"fusion", "zero-shot"} <= set(OPT_IN)
     assert sorted(names) == sorted(NAMES + OPT_IN) and len(set(names)) == len(names)
     assert parse_classifier_names("all") == NAMES
     assert parse_classifier_names("svm, lda,svm") == ["svm", "lda"]
@@ -63,7 +50,7 @@ def test_registry_lists_every_name_once():
 @pytest.mark.parametrize("name", NAMES)
 def test_each_classifier_learns_real_vs_generated(name, split):
     Xtr, ytr, Xte, yte = split
-    clf = create_classifier(name, random_state=0)
+    clf = CLASSIFIERS.create(name, **capability_kwargs(CLASSIFIERS.get(name)))
     model = make_pipeline(StandardScaler(), clf) if needs_scaling(name) else clf
     model.fit(Xtr, ytr)
     proba = model.predict_proba(Xte)
@@ -74,7 +61,7 @@ def test_each_classifier_learns_real_vs_generated(name, split):
     # every classifier must beat chance on these held-out images (the weakest, knn1, reaches about 0.67)
     assert scores["roc_auc"] > 0.6, scores
     # seeded: a second fit gives the same probabilities
-    clf2 = create_classifier(name, random_state=0)
+    clf2 = CLASSIFIERS.create(name, **capability_kwargs(CLASSIFIERS.get(name)))
     model2 = make_pipeline(StandardScaler(), clf2) if needs_scaling(name) else clf2
     np.testing.assert_allclose(model2.fit(Xtr, ytr).predict_proba(Xte), proba, atol=1e-6)
 

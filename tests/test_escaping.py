@@ -76,11 +76,9 @@ def _md_cells(line: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
+def model(tmp_path_factory, biggan6_lowlevel) -> Path:
     root = tmp_path_factory.mktemp("model")
-    data = copy_subset(example_set("forensynths_biggan"), root / "biggan", 6)
-    extract([str(data)], backbone="lowlevel", out=str(root / "f.h5"), device="cpu", workers=0)
-    train(str(root / "f.h5"), "lda", str(root / "lda.model"), test_size=0.34)
+    train(str(biggan6_lowlevel["features"]), "lda", str(root / "lda.model"), test_size=0.34)
     return root / "lda.model"
 
 

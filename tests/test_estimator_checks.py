@@ -7,26 +7,29 @@ from __future__ import annotations
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from deepfake_cli.classifiers import LinearProbe
+from deepfake_cli.classifiers import CLASSIFIERS
 from deepfake_cli.classifiers._svm import SVMClassifier
-from deepfake_cli.classifiers.fusion import FusionClassifier
 from deepfake_cli.classifiers.zero_shot import ZeroShotClassifier
-from deepfake_cli.reducers import AutoencoderReducer, IdentityReducer, PCAReducer
+from deepfake_cli.reducers import REDUCERS
 from deepfake_cli.reducers.prompts import PromptSimilarities
-from deepfake_cli.reducers.search import AutoencoderSearch
+from tests.helpers import capability_kwargs
 
-ESTIMATORS = [
-    LinearProbe(device="cpu"),
-    FusionClassifier(proj_dim=16, epochs=60, device="cpu"),  # members=None: all columns are one member
-    ZeroShotClassifier(),
-    SVMClassifier(random_state=0),
-    SVMClassifier(solver="nystroem", n_components=20, random_state=0),  # the path taken on large training sets
-    IdentityReducer(),
-    PCAReducer(dim=2),
-    AutoencoderReducer(dim=2, hidden=(8,), epochs=5, batch_size=16, device="cpu"),
-    AutoencoderSearch(trials=2, epoch_choices=(3,), widths=(8,), dims=(2,), device="cpu"),
-    PromptSimilarities(),
-]
+# small hyper-parameters for the torch-trained and searching ones; any other entry is built with its defaults
+SMALL = {"fusion": {"proj_dim": 16, "epochs": 60},  # members=None: all columns are one member
+         "pca": {"dim": 2},
+         "autoencoder": {"dim": 2, "hidden": (8,), "epochs": 5, "batch_size": 16},
+         "autoencoder-search": {"trials": 2, "epoch_choices": (3,), "widths": (8,), "dims": (2,)}}
+
+
+def _ours(registry) -> list:
+    """Every registered estimator whose class is this package's (scikit-learn's own are tested upstream),
+    built as the registry builds it, so a new classifier or reducer is checked without editing a list."""
+    built = [registry.create(e.name, **capability_kwargs(e), **SMALL.get(e.name, {})) for e in registry.entries()]
+    return [est for est in built if type(est).__module__.startswith("deepfake_cli.")]
+
+
+ESTIMATORS = [*_ours(CLASSIFIERS), *_ours(REDUCERS),
+              SVMClassifier(solver="nystroem", n_components=20, random_state=0)]  # svm's path on large sets
 
 # The text-prompt estimators cannot be fitted on the checks' data: `fit` needs the features' CLIP backbone
 # (`backbone`, which train / reduce hand over from the feature file) and loads its text tower from the

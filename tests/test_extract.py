@@ -116,6 +116,7 @@ def _cli(*args):
     return [sys.executable, "-m", "deepfake_cli", *args]
 
 
+@pytest.mark.slow  # kills a fresh process and resumes
 def test_resume_after_killed_process_gives_theassert_same_features(tmp_path):
     src = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 14)
     out = tmp_path / "killed.h5"
@@ -207,6 +208,7 @@ def _with_broken_files(root):
     return root
 
 
+@pytest.mark.slow  # a process-pool runner
 def test_a_second_runner_gives_theassert_same_features(small_sets, tmp_path):
     biggan, cifake = small_sets
     _with_broken_files(cifake)

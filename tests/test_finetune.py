@@ -33,6 +33,7 @@ from deepfake_cli.train import train
 from tests.conftest import REPO, copy_subset, example_set
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # every test here fine-tunes a network or runs the CLI in fresh processes
 SMALL = ["--arch", "resnet18", "--epochs", "2", "--batch-size", "8", "--size", "64", "--lr", "0.001",
          "--device", "cpu", "--workers", "0", "--test-size", "0.25", "--seed", "3", "-q"]
 
@@ -220,3 +221,51 @@ def test_finetune_never_writes_into_its_inputs_or_over_a_foreign_file(tmp_path):
     with pytest.raises(DeepfakeError, match="--overwrite"):
         finetune([str(data)], foreign, arch="resnet18", pretrained=False, epochs=1, size=32)
     assert foreign.read_text() == "my notes\n"
+
+
+# --- the model card: a fine-tuned model is calibrated and has a novelty reference like any other --------
+
+def _noise_images(folder: Path, n: int = 10) -> Path:
+    """Seeded uniform-noise RGB images: far from any photo or generator output the model was trained on."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / f"noise{i}.png")
+    return folder
+
+
+def test_finetuned_model_card_has_the_keys_of_a_trained_model_with_calibration_and_novelty(tuned):
+    m = load_model(tuned["model"])
+    cal, nov = m.meta["calibration"], m.meta["novelty"]
+    assert cal["method"] == "sigmoid" and cal["fitted_on"] == "validation" and cal["n"] == m.meta["n_val"]
+    assert cal["n_real"] + cal["n_fake"] == cal["n"] and min(cal["n_real"], cal["n_fake"]) >= 1
+    assert "calibrated" in m.meta["threshold_rule"] and {"ece", "ece_uncalibrated"} <= set(m.meta["validation"])
+    assert nov["n_reference"] == m.meta["n_train"] and nov["cutoff"] > 0 and nov["dim"] == m.meta["input_dim"]
+    assert m.extras["novelty"]["mean"].shape == (m.meta["input_dim"],)
+    # the same card as `train` writes: the same keys, apart from what only one kind records
+    ll = tuned["root"] / "card.h5"
+    extract([str(tuned["cifake"])], backbone="lowlevel", out=str(ll), device="cpu", workers=0)
+    t = load_model(train(str(ll), "lda", str(tuned["root"] / "card.model"))[0].path).meta
+    assert set(m.meta) - {"finetune"} == set(t) - {"classifier_fit", "sample_warnings"}
+
+
+def test_predict_with_a_finetuned_model_gives_calibrated_p_fake_and_novelty_warnings(tuned):
+    from scipy.special import expit
+
+    from deepfake_cli.calibration import logit
+
+    m = load_model(tuned["model"])
+    cal = m.meta["calibration"]
+    res = predict(str(tuned["model"]), [str(tuned["cifake"])], device="cpu", workers=0)
+    p = np.array([r["p_fake"] for r in res.rows])
+    raw = np.array([r["score"] for r in res.rows])
+    # p_fake is the stored Platt map of the classifier's margin (for a two-class softmax: the logit of its p)
+    np.testing.assert_allclose(p, expit(cal["a"] * logit(raw) + cal["b"]), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(p, raw, atol=1e-3)
+    assert all(r["label"] == ("fake" if r["p_fake"] >= m.threshold else "real") for r in res.rows)
+    assert all(isinstance(r["novelty"], float) for r in res.rows)
+    noise = predict(str(tuned["model"]), [str(_noise_images(tuned["root"] / "noise"))], device="cpu", workers=0)
+    assert len(noise.rows) == 10 and sum(r["novelty"] > 1 for r in noise.rows) >= 8
+    assert any("look unlike the data the model was trained on" in w for w in noise.warnings), noise.warnings

@@ -20,6 +20,7 @@ from deepfake_cli.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # joined lowlevel+effnet features of 28 images, and fusion training runs
 PAIR = "lowlevel+effnet-lite0"
 
 

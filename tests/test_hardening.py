@@ -31,6 +31,8 @@ from tests.conftest import REPO, assert_same_features, copy_subset, example_set
 from tests.faultrun import fill
 
 runner = CliRunner()
+# kills at every write step, racing writers, full disks: fresh CLI processes throughout
+pytestmark = pytest.mark.slow
 FAULTRUN = REPO / "tests" / "faultrun.py"
 ARGS = ["--backbone", "lowlevel", "--batch-size", "3", "--workers", "0", "--device", "cpu", "-q"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -237,7 +239,7 @@ def test_racing_extracts_never_corrupt_the_file(sets, tmp_path, second):
 def test_every_writing_command_locks_its_output(sets, tmp_path):
     """train, reduce (--out and --write-features), predict --out, eval --out and study --out refuse while
     another process holds their output."""
-    from deepfake_cli.locks import output_lock
+    from deepfake_cli.safety.locks import output_lock
     from deepfake_cli.train import train
 
     feats = tmp_path / "f.h5"
@@ -268,7 +270,7 @@ def test_every_writing_command_locks_its_output(sets, tmp_path):
 
 HOLD = """
 import sys, time, pathlib
-from deepfake_cli.locks import output_lock
+from deepfake_cli.safety.locks import output_lock
 with output_lock(sys.argv[1]):
     pathlib.Path(sys.argv[2]).write_text("held")
     time.sleep(120)
@@ -341,12 +343,12 @@ def test_full_disk_during_an_append_is_one_line_and_resumable(sets, tiny_fs, ste
 
 def test_full_disk_simulated_where_no_tmpfs_can_be_mounted(sets, tmp_path, monkeypatch):
     """The same guarantees without a small file system: free space reported small, then a write failing."""
-    import deepfake_cli.features as features
+    import deepfake_cli.safety.space as space
 
     out = tmp_path / "x.h5"
     usage = namedtuple("usage", "total used free")
     with monkeypatch.context() as m:
-        m.setattr(features.shutil, "disk_usage", lambda p: usage(8 << 20, 8 << 20, 64 << 10))
+        m.setattr(space.shutil, "disk_usage", lambda p: usage(8 << 20, 8 << 20, 64 << 10))
         res = runner.invoke(app, _extract_args(sets["a"], out))
     assert res.exit_code == 1 and res.output.count("\n") == 1 and "not enough space to write" in res.output
     assert list(tmp_path.iterdir()) == []

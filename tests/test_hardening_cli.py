@@ -44,15 +44,9 @@ def _one_line(args, says, exit_code=None):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A lowlevel LDA model of the CIFAKE examples, and its feature file."""
-    d = tmp_path_factory.mktemp("model")
-    feats = d / "f.h5"
-    extract([str(copy_subset(example_set("cifake_sd14"), d / "cifake", 8))], "lowlevel", str(feats), workers=0,
-            device="cpu")
-    from deepfake_cli.train import train
-
-    return train(str(feats), "lda", str(d / "lda.model"), test_size=0.25)[0].path, feats
+def model(cifake8_lda):
+    """A lowlevel LDA model of the CIFAKE examples, and its feature file (the session's, read-only)."""
+    return cifake8_lda["model"], cifake8_lda["features"]
 
 
 # ----------------------------------------------------------- 6. hostile folders reach every command
@@ -106,6 +100,7 @@ def _unprivileged(*args):
     return run_cli(*args, unprivileged=True)
 
 
+@pytest.mark.slow  # every command in a fresh process as another user
 def test_unreadable_subfolder_is_listed_as_skipped_by_every_command(model, tmp_path):
     root = copy_subset(example_set("cifake_sd14"), tmp_path / "ds", 2)
     locked = root / "fake" / "locked"
@@ -179,6 +174,7 @@ def test_bad_command_lines_of_the_issue_are_one_line(model, tmp_path):
             _one_line(args, "damaged")
 
 
+@pytest.mark.slow  # every writing command in a fresh process as another user
 def test_an_unwritable_output_folder_is_one_line(model, tmp_path):
     m, feats = model
     img = next((example_set("cifake_sd14") / "fake").iterdir())

@@ -213,6 +213,7 @@ def test_finetune_skips_what_its_resize_would_put_over_the_budget(tmp_path):
 
 # ----------------------------------------------- (b) the goal: peak RSS of extract / predict, fresh processes
 
+@pytest.mark.slow  # fresh processes, each importing torch
 def test_peak_memory_of_extract_and_predict_with_thin_images(data, tmp_path):
     common = ["--backbone", "lowlevel", "--workers", "0", "--device", "cpu", "-q"]
     runs = {}

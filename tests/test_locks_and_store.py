@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli import features
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import FeatureFileWriter, read_features, read_meta, remove_orphaned_temporaries
-from deepfake_cli.locks import lock_path, output_lock
+from deepfake_cli.safety.locks import lock_path, output_lock
+from deepfake_cli.safety import space
 from tests.clicheck import damage_feature_file
 
 HOLD = """
 import sys, time, pathlib
-from deepfake_cli.locks import output_lock
+from deepfake_cli.safety.locks import output_lock
 with output_lock(sys.argv[1]):
     pathlib.Path(sys.argv[2]).write_text("held")
     time.sleep(60)
@@ -42,6 +42,7 @@ def _holder(tmp_path, out):
     raise AssertionError("the holder process never took the lock")
 
 
+@pytest.mark.slow  # two fresh processes
 def test_second_writer_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "x.h5"
     proc = _holder(tmp_path, out)
@@ -54,6 +55,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow  # kills a fresh process
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "x.h5"
     proc = _holder(tmp_path, out)
@@ -103,7 +105,7 @@ def test_feature_file_respects_the_umask(tmp_path):
 
 def test_full_disk_is_refused_before_writing(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(features.shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 1 << 20))
+    monkeypatch.setattr(space.shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 1 << 20))
     with pytest.raises(DeepfakeError, match="not enough space.*free \\d+ MB and rerun"):
         FeatureFileWriter(tmp_path / "big.h5", {}, 1280, expected_rows=100_000)
     assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ from tests.conftest import copy_subset, example_set
 
 READER_GONE_WITHIN = 2.0  # seconds after the kill (torch's own watchdog alone takes up to 5 s)
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
+pytestmark = pytest.mark.slow  # kills fresh extract processes and reruns them
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, biggan6_lowlevel):
     root = tmp_path_factory.mktemp("p")
-    bg = copy_subset(example_set("forensynths_biggan"), root / "biggan", 6)
-    feats = root / "ll.h5"
-    extract([str(bg)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
+    bg, feats = biggan6_lowlevel["images"], biggan6_lowlevel["features"]  # the session's, read-only
     reduce(str(feats), "pca", str(root / "pca.reducer"), params={"dim": 5})
     train(str(feats), "lda,knn3", str(root / "models"), reducer=str(root / "pca.reducer"), test_size=0.34)
     per_image: list = []

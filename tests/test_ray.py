@@ -30,7 +30,13 @@ from tests.conftest import assert_same_features, copy_subset, example_set
 from tests.imagegen import add_member, write_shard
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'deepfake-cli[ray]')")
+_no_ray = pytest.mark.skipif(not HAS_RAY, reason="ray is not installed (pip install 'deepfake-cli[ray]')")
+
+
+def needs_ray(test):
+    """A test on the shared Ray cluster: skipped without ray, and slow (the cluster takes a while)."""
+    return pytest.mark.slow(_no_ray(test))
+
 cli = CliRunner()
 
 

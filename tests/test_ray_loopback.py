@@ -22,8 +22,9 @@ import pytest
 from tests.clicheck import REPO, alive, descendants, is_loopback, listening_sockets, proc_info
 from tests.conftest import copy_subset, example_set
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                                reason="ray is not installed (pip install 'deepfake-cli[ray]')")
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                 reason="ray is not installed (pip install 'deepfake-cli[ray]')"),
+              pytest.mark.slow]
 
 
 def _watch(p: subprocess.Popen, parts) -> tuple[dict, set[int], list[int]]:

@@ -121,16 +121,20 @@ def _env(work: Path) -> dict:
     return env
 
 
-@pytest.mark.parametrize("kind,text", COMMANDS, ids=[_id(c) for c in COMMANDS])
-def test_readme_example_runs_as_written(clone, kind, text):
+def _skip_reason(kind: str, text: str) -> str | None:
     if kind == "bash":
         for prefix, why in SKIP.items():
             if text.startswith(prefix):
-                pytest.skip(why)
+                return why
         for marker, backbone in NEEDS_WEIGHTS.items():
             if marker in text and not _weights_here(backbone):
-                pytest.skip(f"needs the {backbone} weights, which come from the network (set "
-                            f"DEEPFAKE_WEIGHTS_* or fill the cache to run it)")
+                return (f"needs the {backbone} weights, which come from the network (set DEEPFAKE_WEIGHTS_* or "
+                        f"fill the cache to run it)")
+    return None
+
+
+def _run_as_written(clone: Path, kind: str, text: str) -> None:
+    if kind == "bash":
         for printed, (runs, _why) in SUBSTITUTE.items():
             text = text.replace(printed, runs)
         res = subprocess.run(["bash", "-c", "set -o pipefail; " + text], cwd=clone, env=_env(clone),
@@ -142,6 +146,26 @@ def test_readme_example_runs_as_written(clone, kind, text):
     assert "Traceback" not in res.stderr
     if kind == "python" and "savefig" in text:
         assert (clone / "scores.png").stat().st_size > 1000
+
+
+# clone -> how many README commands have run in it. A command may need what the ones above it wrote, and
+# pytest-xdist may hand a later command to another worker (another clone): that worker runs the ones
+# above it first, each once, in README order.
+_RAN: dict[Path, int] = {}
+
+
+@pytest.mark.slow  # every command of the README, each in a fresh process
+@pytest.mark.parametrize("step", range(len(COMMANDS)), ids=[_id(c) for c in COMMANDS])
+def test_readme_example_runs_as_written(clone, step):
+    for earlier in range(_RAN.get(clone, 0), step):
+        _RAN[clone] = earlier + 1
+        if _skip_reason(*COMMANDS[earlier]) is None:
+            _run_as_written(clone, *COMMANDS[earlier])
+    _RAN[clone] = step + 1
+    why = _skip_reason(*COMMANDS[step])
+    if why:
+        pytest.skip(why)
+    _run_as_written(clone, *COMMANDS[step])
 
 
 def test_skip_and_substitute_lists_match_the_readme():

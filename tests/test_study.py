@@ -156,6 +156,7 @@ def test_new_test_transform_extracts_and_evaluates_without_retraining(study, tmp
     assert {r["test_transform"] for r in rows} == {"none", "blur@1", "jpeg:50"}
 
 
+@pytest.mark.slow  # a second whole study, in a process pool
 def test_parallel_jobs_give_the_same_results(study, tmp_path):
     root, cfg, first, _ = study
     out = tmp_path / "out"

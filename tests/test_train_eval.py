@@ -21,9 +21,10 @@ from deepfake_cli.reduce import reduce
 from deepfake_cli.splits import heldout_split
 from deepfake_cli.train import train
 from tests.conftest import copy_subset, example_set
-from tests.test_classifiers import NAMES
+from tests.helpers import classifier_names
 
 runner = CliRunner()
+NAMES = classifier_names()  # what `--classifier all` trains, from the registry
 
 
 @pytest.fixture(scope="module")

@@ -22,23 +22,20 @@ from deepfake_cli import novelty
 from deepfake_cli.artifacts import load_model
 from deepfake_cli.classifiers._lda import ShrinkageLDA
 from deepfake_cli.cli import app
-from deepfake_cli.extract import extract
 from deepfake_cli.features import FeatureFileWriter, FeatureSet, read_features
 from deepfake_cli.predict import predict
 from deepfake_cli.train import MIN_TEST, MIN_VAL_PER_CLASS, _split, small_sample_warnings, train
-from tests.conftest import copy_subset, example_set
+from tests.conftest import example_set
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def cifake(tmp_path_factory):
-    """`lowlevel` features of all 48 CIFAKE images; models trained on them with 30% held out; the held-out
-    images copied to held/real, held/fake."""
+def cifake(tmp_path_factory, cifake_lowlevel):
+    """`lowlevel` features of all 48 CIFAKE images (the session's); models trained on them with 30% held out;
+    the held-out images copied to held/real, held/fake."""
     root = tmp_path_factory.mktemp("trust")
-    src = copy_subset(example_set("cifake_sd14"), root / "cifake", 24)
-    feats = root / "ll.h5"
-    extract([str(src)], backbone="lowlevel", out=str(feats), device="cpu", workers=0)
+    src, feats = cifake_lowlevel["images"], cifake_lowlevel["features"]
     train(str(feats), "lda,naive-bayes,knn3", str(root / "m"), test_size=0.3)
     fs = read_features(feats)
     held = set(load_model(root / "m" / "lda.model").meta["heldout_sha256"]["cifake"])

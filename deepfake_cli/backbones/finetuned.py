@@ -142,7 +142,7 @@ def _config(arch: Arch, name: str, input_size: int, resize: int, description: st
 
 def save_trunk(path: str | Path, arch: Arch, trunk: nn.Module, preprocessing: dict, meta: dict) -> Path:
     """Write the trunk's tensors and what made it as safetensors (tensors only; `path` is written as given,
-    so callers wrap it in `fileio.atomic_path`)."""
+    so callers wrap it in `safety.atomic.atomic_path`)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in trunk.state_dict().items()}

@@ -133,8 +133,9 @@ def os_error_message(exc: OSError) -> str:
     where = f" {name}" if name is not None else ""
     code = exc.errno
     if code == errno.ENOSPC:
-        return (f"no space left on device while writing{where or ' the output'}; existing files are unchanged: "
-                "free some space and rerun.")
+        from deepfake_cli.safety.space import DiskFullError
+
+        return str(DiskFullError(name if name is not None else "the output"))
     if isinstance(exc, PermissionError) or code in (errno.EACCES, errno.EPERM):
         return f"permission denied:{where or ' ' + str(exc)}; check its permissions and its folder's, or choose another path."
     if code == errno.EROFS:

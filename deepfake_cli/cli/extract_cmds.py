@@ -17,9 +17,10 @@ from deepfake_cli.data.skips import summary_lines
 from deepfake_cli.transforms import TRANSFORM_HELP
 
 # Shared with `audit`, `predict` and the study: what a PATH may be, and the Ray engine's options.
-SOURCES_HELP = ("a folder, a .tar shard or a folder of .tar shards (webdataset: KEY.jpg + KEY.cls), or a .txt/.csv "
-                "list of image paths; labels from real/ + fake/, 0_real/ + 1_fake/ or nature/ + ai/ folders anywhere "
-                "below, a .csv 'label' column or .cls files (else unlabelled).")
+SOURCES_HELP = ("a folder, a .tar shard or a folder of .tar shards (webdataset: KEY.jpg + KEY.cls), a .parquet file or "
+                "a folder of them ('image' and 'label' columns; other names as 'F.parquet?image=img&label=y'), or a "
+                ".txt/.csv list of image paths; labels from real/ + fake/, 0_real/ + 1_fake/ or nature/ + ai/ folders "
+                "anywhere below, a .csv 'label' column, a parquet 'label' column or .cls files (else unlabelled).")
 RAY_ADDRESS_HELP = ("--engine ray: the cluster, HOST:PORT (default: RAY_ADDRESS, else a local cluster for this run); "
                     "ray:// (Ray Client) is not supported.")
 MODEL_WORKERS_HELP = "--engine ray: model actors (default 1)."

@@ -251,7 +251,7 @@ def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
 def predict_cmd(
     model: Annotated[Path, typer.Argument(help="Model file (or a folder of *.model files: each scores every image).")],
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (searched recursively), .tar shards or folders "
-                                                "of them, and .txt/.csv lists of image paths.")],
+                                                "of them, .parquet files, and .txt/.csv lists of image paths.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV.")] = False,
     weights: Annotated[Optional[str], typer.Option(help="Backbone weights file (must be the ones the model was trained with).")] = None,

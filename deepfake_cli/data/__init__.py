@@ -3,7 +3,8 @@
 Modules, one job each: `items` (labels, ImageItem, DatasetSpec), `walk` (loop-safe folder walk),
 `tars` (webdataset shards read in place), `lists` (.txt/.csv path lists), `discover` (sources ->
 datasets; loose inputs for predict), `decode` (bytes of an item -> RGB, one bomb rule), `skips`
-(bounded text about what was not used: names cut, long skipped lists summarised).
+(bounded text about what was not used: names cut, long skipped lists summarised); `sources/` (the input
+kinds as a registry, one file each: image, folder, tar, list, parquet; discovery and reading dispatch there).
 Everything public is importable from `deepfake_cli.data`.
 """
 

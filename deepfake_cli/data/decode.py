@@ -148,18 +148,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def item_bytes(item: ImageItem) -> bytes:
-    """The item's encoded bytes: the whole file, or its member's span of the tar (seek + read)."""
-    try:
-        if item.member is None:
-            return Path(item.path).read_bytes()
-        with open(item.path, "rb") as fh:
-            fh.seek(item.member.offset)
-            data = fh.read(item.member.size)
-    except OSError as exc:
-        raise UnreadableImage(f"cannot read file ({exc.strerror or exc})") from exc
-    if len(data) != item.member.size:
-        raise UnreadableImage("truncated tar member (the shard is shorter than its header says)")
-    return data
+    """The item's encoded bytes, read by its source's entry (`data.sources`): the whole file, its member's
+    span of a tar (seek + read), its row of a Parquet file. Raises UnreadableImage."""
+    from deepfake_cli.data.sources import read_bytes  # the entries import this module
+
+    return read_bytes(item)
 
 
 def read_item(item: ImageItem) -> tuple[Image.Image, str]:

@@ -1,7 +1,8 @@
 """Turning what the user typed into datasets of items: the one discovery every command uses.
 
-A source is a folder (images, or tar shards when it holds no image), one image file, one `.tar`
-shard, or a `.txt`/`.csv` list of image paths. `discover`/`discover_many` make labelled datasets
+A source is a folder (images, or shard files when it holds no image), one image file, one `.tar`
+shard, a `.txt`/`.csv` list of image paths, or a `.parquet` file: each kind is an entry of
+`data.sources`, which this module dispatches to. `discover`/`discover_many` make labelled datasets
 of them (`extract`, `audit`, `study`); `collect_files` takes loose inputs as they come (`predict`).
 """
 
@@ -10,155 +11,47 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepfake_cli.data.items import LABEL_LAYOUTS, UNKNOWN, DatasetSpec, ImageItem, label_from_rel
-from deepfake_cli.data.lists import is_list_file, read_list
+from deepfake_cli.data import sources
+from deepfake_cli.data.items import LABEL_LAYOUTS, DatasetSpec, ImageItem
 from deepfake_cli.data.skips import shorten
-from deepfake_cli.data.tars import scan_tar
-from deepfake_cli.data.walk import IMAGE_EXTENSIONS, file_problem, is_image_file, is_tar_file, \
-    require_regular_file, scan_folder
+from deepfake_cli.data.sources._datasets import checked
+from deepfake_cli.data.sources.folder import folder_items
+from deepfake_cli.data.walk import is_image_file, require_regular_file
 from deepfake_cli.errors import DeepfakeError
-
-_KINDS = (f"an image ({', '.join(sorted(IMAGE_EXTENSIONS))}), a folder, a .tar shard, "
-          "or a .txt/.csv list of image paths")
 
 
 def parse_named_path(spec: str) -> tuple[str | None, str]:
-    """`NAME=PATH` -> (NAME, PATH); a bare PATH -> (None, PATH). A PATH holding '=' keeps working."""
+    """`NAME=PATH` -> (NAME, PATH); a bare PATH -> (None, PATH). A PATH holding '=' keeps working, and so
+    does one with `?key=value` options (`x.parquet?label=y` names nothing)."""
     if "=" in spec:
         name, path = spec.split("=", 1)
-        if name and not os.path.exists(spec) and "/" not in name:
+        if name and not os.path.exists(spec) and "/" not in name and "?" not in name:
             return name, path
     return None, spec
 
 
-class _Found:
-    """Items of one source with labels from their folders (UNKNOWN where none), plus what was left."""
-
-    def __init__(self):
-        self.items: list[ImageItem] = []
-        self.skipped: list[dict] = []
-        self.warnings: list[str] = []
-
-
-def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def _folder_items(folder: Path, root: Path, forced: int | None = None) -> _Found:
-    """Images below `folder` (or, when it holds none, its tar shards), `rel` relative to `root`."""
-    found = _Found()
-    scan = scan_folder(folder)
-    prefix = _rel(folder, root)
-    found.skipped = [{"path": s["path"] if prefix == "." else f"{prefix}/{s['path']}", "reason": s["reason"]}
-                     for s in scan.skipped]
-    if scan.images:
-        for p in scan.images:
-            rel = _rel(p, root)
-            label = forced if forced is not None else label_from_rel(rel)
-            found.items.append(ImageItem(p, rel, UNKNOWN if label is None else label))
-        if scan.tars:
-            found.warnings.append(f"ignored {len(scan.tars)} .tar file(s) among the images of {shorten(folder)}: give a "
-                                  "folder holding only shards as its own dataset.")
-        return found
-    odd = 0
-    for tar in scan.tars:
-        try:
-            shard = scan_tar(tar, _rel(tar, root))
-        except DeepfakeError:
-            found.skipped.append({"path": _rel(tar, root), "reason": "not an uncompressed tar file"})
-            continue
-        items = shard.items
-        if forced is not None:
-            items = [ImageItem(it.path, it.rel, forced, it.member) for it in items]
-        found.items.extend(items)
-        found.skipped.extend(shard.skipped)
-        odd += shard.odd_cls
-    if odd:
-        found.warnings.append(f"{odd} .cls file(s) hold a value other than 0 (real) or 1 (fake): "
-                              "their images are unlabelled.")
-    return found
-
-
-def _tar_file_items(path: Path, prefix: str | None = None) -> _Found:
-    found = _Found()
-    shard = scan_tar(path, prefix or path.name)
-    found.items, found.skipped = shard.items, shard.skipped
-    if shard.odd_cls:
-        found.warnings.append(f"{shard.odd_cls} .cls file(s) hold a value other than 0 (real) or 1 (fake): "
-                              "their images are unlabelled.")
-    return found
-
-
-def _keep_labelled(ds: DatasetSpec, allow_unlabelled: bool, shown: str, listed: bool = False) -> DatasetSpec:
-    # A labelled layout leaves out its stray unlabelled images, as it always has, but says so.
-    if ds.labelled:
-        ds.skipped.extend({"path": it.rel, "reason": _unlabelled_reason(it, listed)}
-                          for it in ds.items if it.label == UNKNOWN)
-        ds.items = [it for it in ds.items if it.label != UNKNOWN]
-    elif not allow_unlabelled and ds.items:
-        raise DeepfakeError(f"{shorten(shown)} has no labelled image: label it with {LABEL_LAYOUTS}.")
-    return ds
-
-
-def _unlabelled_reason(it: ImageItem, listed: bool) -> str:
-    where = ("no label cell and no label folder" if listed else "no .cls 0/1 and no label folder" if it.member
-             else "outside the label folders")
-    return f"unlabelled in a labelled dataset ({where})"
-
-
-def _checked(ds: DatasetSpec) -> DatasetSpec:
-    if not ds.items:
-        why = ""
-        if ds.skipped:
-            s = ds.skipped[0]
-            why = f"; skipped {len(ds.skipped)}, e.g. {shorten(s['path'])}: {shorten(s['reason'])}"
-        raise DeepfakeError(f"no images found in dataset '{shorten(ds.name)}' ({shorten(ds.root)}){why}.")
-    return ds
-
-
-def _list_datasets(path: Path, name: str | None) -> list[DatasetSpec]:
-    listed = read_list(path)
-    default = name or path.stem
-    by_name: dict[str, DatasetSpec] = {}
-    for e in listed.entries:
-        ds_name = e.dataset or default
-        ds = by_name.setdefault(ds_name, DatasetSpec(ds_name, listed.root))
-        ds.items.append(ImageItem(e.path, e.rel, e.label))
-    datasets = list(by_name.values())
-    datasets[0].skipped.extend(listed.skipped)
-    return datasets
+def _entry(path: Path, shown: str, unknown: str) -> sources.Source:
+    """The source kind of an existing input; a FIFO, socket or device (opening one would block) or a file of
+    no kind (`unknown`, formatted with `shown` and `kinds`) is one error."""
+    if not path.is_dir():
+        require_regular_file(path, shown, sources.kinds_text())
+    entry = sources.source_for(path)
+    if entry is None:
+        raise DeepfakeError(unknown.format(shown=shorten(shown), kinds=sources.kinds_text()))
+    return entry
 
 
 def discover_sources(spec: str, name: str | None = None, allow_unlabelled: bool = True) -> list[DatasetSpec]:
-    """The datasets of one `[NAME=]PATH` spec: one, except for a .csv list with a `dataset` column
-    (NAME then names the rows whose dataset cell is empty)."""
-    given_name, path_str = parse_named_path(spec)
-    given_name = given_name or name
+    """The datasets of one `[NAME=]PATH[?options]` spec: one, except for a .csv list with a `dataset` column
+    (NAME then names the rows whose dataset cell is empty). The kind of PATH picks its `sources` entry."""
+    given_name, path_text = parse_named_path(spec)
+    path_str, options = sources.split_options(path_text)
     path = Path(path_str).expanduser()
     if not os.path.exists(path):
         raise DeepfakeError(f"dataset path does not exist: {shorten(path_str)}")
-    if not path.is_dir():
-        st = require_regular_file(path, path_str, _KINDS)
-        if is_list_file(path):
-            datasets = _list_datasets(path, given_name)
-            return [_checked(_keep_labelled(ds, allow_unlabelled, path_str, listed=True)) for ds in datasets]
-        if is_tar_file(path):
-            found = _tar_file_items(path)
-            ds = DatasetSpec(given_name or path.stem, path.resolve().parent, found.items, found.skipped, found.warnings)
-            return [_checked(_keep_labelled(ds, allow_unlabelled, path_str))]
-        if not is_image_file(path):
-            raise DeepfakeError(f"not an image file (by extension): {shorten(path_str)}; a dataset is {_KINDS}.")
-        ds = DatasetSpec(given_name or path.stem, path.parent)
-        problem = file_problem(st)
-        if problem:
-            ds.skipped.append({"path": path.name, "reason": problem})
-        else:
-            ds.items.append(ImageItem(path, path.name, UNKNOWN))
-        return [_checked(ds)]
-    path = path.resolve()
-    found = _folder_items(path, path)
-    ds = DatasetSpec(given_name or path.name, path, found.items, found.skipped, found.warnings)
-    return [_checked(_keep_labelled(ds, allow_unlabelled, path_str))]
+    entry = _entry(path, path_str, "not an image file (by extension): {shown}; a dataset is {kinds}.")
+    sources.check_options(entry, options, path_text)
+    return entry.datasets(path, path_str, given_name or name, allow_unlabelled, options)
 
 
 def discover(spec: str | None = None, real: str | None = None, fake: str | None = None,
@@ -188,11 +81,11 @@ def _real_fake(real: str | None, fake: str | None, name: str | None) -> DatasetS
     root = Path(os.path.commonpath([str(p.parent) for p, _ in folders]))
     ds = DatasetSpec(name or (folders[0][0].parent.name if len(folders) == 1 else root.name) or "dataset", root)
     for folder, label in folders:
-        found = _folder_items(folder, root, forced=label)
+        found = folder_items(folder, root, forced=label)
         ds.items.extend(found.items)
         ds.skipped.extend(found.skipped)
         ds.warnings.extend(found.warnings)
-    return _checked(ds)
+    return checked(ds)
 
 
 def _existing_dir(folder: str) -> Path:
@@ -240,9 +133,7 @@ def collect_files(paths) -> tuple[list[ImageItem], list[dict]]:
     seen: set = set()
     for spec in paths:
         p = Path(spec)
-        if not os.path.exists(p):
-            raise DeepfakeError(f"no such file or folder: {shorten(spec)}")
-        found = _loose_items(p)
+        found = _loose_items(spec)
         skipped.extend(found.skipped)
         if not found.items and not (is_image_file(p) and found.skipped):  # an image named is skipped, as read
             why = (f"; skipped {shorten(found.skipped[0]['path'])}: {shorten(found.skipped[0]['reason'])}"
@@ -257,28 +148,12 @@ def collect_files(paths) -> tuple[list[ImageItem], list[dict]]:
     return items, skipped
 
 
-def _loose_items(p: Path) -> _Found:
-    """Items of one loose input with `rel` (and skipped paths) spelled from `p` as given."""
-    if p.is_dir():
-        found = _folder_items(p, p)
-        found.items = [ImageItem(it.path, str(p / it.rel), it.label, it.member) for it in found.items]
-        found.skipped = [{"path": str(p / s["path"]), "reason": s["reason"]} for s in found.skipped]
-        return found
-    st = require_regular_file(p, str(p), _KINDS)  # a FIFO named list.txt or x.png would block its reader
-    if is_image_file(p):
-        found = _Found()
-        problem = file_problem(st)
-        if problem:  # an image given by name is skipped as one in a folder is
-            found.skipped = [{"path": str(p), "reason": problem}]
-        else:
-            found.items = [ImageItem(p, str(p), UNKNOWN)]
-        return found
-    if is_tar_file(p):
-        return _tar_file_items(p, str(p))  # members spelled `<p>/<member>`, skipped ones too
-    if is_list_file(p):
-        listed = read_list(p)
-        found = _Found()
-        found.items = [ImageItem(e.path, str(e.path), e.label) for e in listed.entries]
-        found.skipped = [{"path": str(listed.root / s["path"]), "reason": s["reason"]} for s in listed.skipped]
-        return found
-    raise DeepfakeError(f"not an image file: {shorten(p)}; give {_KINDS}.")
+def _loose_items(spec) -> sources.Found:
+    """Items of one loose input with `rel` (and skipped paths) spelled from the path as given."""
+    path_text, options = sources.split_options(str(spec))
+    p = Path(path_text)
+    if not os.path.exists(p):
+        raise DeepfakeError(f"no such file or folder: {shorten(spec)}")
+    entry = _entry(p, str(p), "not an image file: {shown}; give {kinds}.")
+    sources.check_options(entry, options, str(spec))
+    return entry.loose(p, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REAL, FAKE, UNKNOWN = 0, 1, -1
 LABEL_NAMES = {REAL: "real", FAKE: "fake", UNKNOWN: "unknown"}
@@ -27,16 +28,19 @@ class TarMember:
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image to read. `path` is the file, or the tar file holding it when `member` is set.
+    """One image to read. `path` is the file, or the file holding it when `member` is set.
 
+    `member` says where the bytes lie inside that file (a `TarMember`; a Parquet row): its type picks the
+    `data.sources` entry that reads it; every member has a `name`, unique within its file.
     `rel` names the item uniquely within its dataset (relative to the dataset root; for a tar member
-    `<shard>.tar/<member>`); it is what feature files store as the item's path.
+    `<shard>.tar/<member>`, for a Parquet row `<file>.parquet/<row>`); it is what feature files store as
+    the item's path.
     """
 
     path: Path
     rel: str
     label: int
-    member: TarMember | None = None
+    member: Any = None
 
 
 @dataclass

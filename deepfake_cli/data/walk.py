@@ -16,6 +16,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from deepfake_cli.data.decode import MAX_IMAGE_BYTES
 from deepfake_cli.data.skips import shorten
@@ -78,35 +79,41 @@ class FolderScan:
 
     root: Path
     images: list[Path] = field(default_factory=list)
-    tars: list[Path] = field(default_factory=list)
+    shards: list[Path] = field(default_factory=list)  # files the walk's `is_shard` took (.tar; .parquet too)
     skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def tars(self) -> list[Path]:
+        return [p for p in self.shards if is_tar_file(p)]
 
 
 def _why(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def scan_folder(folder) -> FolderScan:
-    """Image files and `.tar` files below `folder`, recursively; hidden names are ignored."""
+def scan_folder(folder, is_shard: Callable[[str], bool] = is_tar_file) -> FolderScan:
+    """Image files and shard files (`is_shard` by name: `.tar` ones, or every source kind's, see
+    `data.sources`) below `folder`, recursively; hidden names are ignored."""
     root = Path(folder)
     try:
         st = os.stat(root)
     except OSError as exc:
         raise DeepfakeError(f"cannot read folder {folder}: {_why(exc)}.") from exc
-    return _Walk(folder, root, st).run()
+    return _Walk(folder, root, st, is_shard).run()
 
 
 class _Walk:
     """One `scan_folder`: the folders still to read and every real folder seen, by (device, inode)."""
 
-    def __init__(self, folder, root: Path, root_stat: os.stat_result):
+    def __init__(self, folder, root: Path, root_stat: os.stat_result, is_shard: Callable[[str], bool]):
         self.folder = folder
+        self.is_shard = is_shard
         self.scan = FolderScan(root)
         self.seen = {(root_stat.st_dev, root_stat.st_ino): "."}
         self.real_dirs: list[tuple[Path, str]] = [(root, "")]
         self.linked_dirs: list[tuple[Path, str]] = []
         self.images: list[tuple[str, Path]] = []
-        self.tars: list[tuple[str, Path]] = []
+        self.shards: list[tuple[str, Path]] = []
 
     def run(self) -> FolderScan:
         while self.real_dirs or self.linked_dirs:
@@ -158,7 +165,7 @@ class _Walk:
             return
         if entry.is_dir():
             self._add_folder(entry, child, child_rel)
-        elif is_image_file(entry.name) or is_tar_file(entry.name):
+        elif is_image_file(entry.name) or self.is_shard(entry.name):
             self._add_file(entry, child, child_rel)
 
     def _link_resolves(self, entry: os.DirEntry, child: Path, child_rel: str) -> bool:
@@ -168,7 +175,7 @@ class _Walk:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._skip(child_rel, "symlink loop")
-            elif is_image_file(entry.name) or is_tar_file(entry.name):
+            elif is_image_file(entry.name) or self.is_shard(entry.name):
                 self._skip(child_rel, "broken symlink (its target is missing)")
             return False
         return True
@@ -196,13 +203,13 @@ class _Walk:
         if problem:
             self._skip(child_rel, problem)
             return
-        (self.images if image else self.tars).append((child_rel, child))
+        (self.images if image else self.shards).append((child_rel, child))
 
     def _result(self) -> FolderScan:
         """The scan with its lists sorted by relative path (the walk order depends on links)."""
         scan = self.scan
         scan.images = [p for _, p in sorted(self.images, key=lambda t: t[0])]
-        scan.tars = [p for _, p in sorted(self.tars, key=lambda t: t[0])]
+        scan.shards = [p for _, p in sorted(self.shards, key=lambda t: t[0])]
         scan.skipped.sort(key=lambda s: s["path"])
         return scan
 

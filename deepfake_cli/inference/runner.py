@@ -23,7 +23,7 @@ from deepfake_cli.data import ImageItem
 from deepfake_cli.inference.device import resolve_workers
 from deepfake_cli.inference.mapper import Mapper
 from deepfake_cli.inference.reader import ImageReader, collate
-from deepfake_cli.locks import die_with_parent, release_inherited
+from deepfake_cli.safety.locks import die_with_parent, release_inherited
 
 
 class Batch(NamedTuple):

@@ -9,7 +9,6 @@ computed the batches.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -22,14 +21,15 @@ import numpy as np
 from deepfake_cli.data import LABEL_NAMES, DatasetSpec, find_duplicates
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.features import APPEND_KEYS, FeatureFileWriter, iter_rows
-from deepfake_cli.fileio import atomic_path, atomic_write_text
+from deepfake_cli.fileio import atomic_write_text
 from deepfake_cli.inference.runner import Batch, BatchResult
+from deepfake_cli.safety.atomic import atomic_path
+from deepfake_cli.safety.digest import json_sha256
 
 
 def run_signature(meta: dict, datasets: Sequence[DatasetSpec], batch_size: int) -> str:
     """Identity of a run: what the file will say (APPEND_KEYS), the batching and every item, in order."""
-    h = hashlib.sha256()
-    h.update(json.dumps({k: meta.get(k) for k in APPEND_KEYS}, sort_keys=True).encode())
+    h = json_sha256({k: meta.get(k) for k in APPEND_KEYS})
     h.update(str(batch_size).encode())
     for ds in datasets:
         h.update(f"{ds.name}\0{ds.root}\0".encode())

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli.fileio import atomic_path
 from deepfake_cli.report.images import SCORES
 from deepfake_cli.report.pooling import Pooling, chance_level
+from deepfake_cli.safety.atomic import atomic_path
 
 FIGURE_FORMATS = ("png", "svg")
 MATRIX_CMAP = "cividis"  # perceptually uniform, readable with red-green colour blindness, prints in grey

@@ -156,9 +156,11 @@ def _datasets(table: dict, base: Path, config_path) -> list[DatasetEntry]:
 def check_paths(cfg: StudyConfig) -> None:
     """Every dataset path of the study exists: checked before anything is extracted, one line naming the
     first missing path and where the config gives it."""
+    from deepfake_cli.data.sources import location
+
     for d in cfg.datasets:
         for key, path in (("", d.path), (".real", d.real), (".fake", d.fake)):
-            if path is not None and not os.path.exists(path):
+            if path is not None and not os.path.exists(location(path)):  # `x.parquet?label=y` reads x.parquet
                 raise DeepfakeError(f"[datasets] {d.name}{key} of {cfg.path}: no such file or folder: {path} "
                                     "(relative paths are relative to the config's folder).")
 

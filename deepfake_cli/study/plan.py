@@ -7,18 +7,17 @@ results.csv carries the cell key, and caches of earlier runs stay usable.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from deepfake_cli.safety.digest import json_digest
 from deepfake_cli.study.config import DatasetEntry, StudyConfig
 from deepfake_cli.study.reducer_specs import ReducerSpec
 
 
 def _hash(obj: Any, n: int = 12) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    return json_digest(obj, n, default=str)
 
 
 def _slug(text: str) -> str:
