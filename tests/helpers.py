@@ -41,3 +41,32 @@ def capability_kwargs(entry, seed: int = 0) -> dict:
     """What a caller passes an entry for its capabilities in a test: the seed, and the CPU as device."""
     return {**({"random_state": seed} if "random_state" in entry.capabilities else {}),
             **({"device": "cpu"} if "device" in entry.capabilities else {})}
+
+
+# --- a small study ------------------------------------------------------------------------------------
+
+def small_study_config(path: Path, datasets: dict[str, str], test_transforms: str = '["none"]',
+                       reducers: str = '["none"]', classifiers: str = '["lda"]', extra_grid: str = "") -> Path:
+    """The study config the study, report and escaping tests run: lowlevel features of a few images per
+    dataset, 30% held out, cross-dataset rows; `datasets` maps a name to its TOML value (already quoted)."""
+    lines = "\n".join(f"{name} = {value}" for name, value in datasets.items())
+    path.write_text(f"""
+[study]
+seed = 0
+test_size = 0.3
+cross_dataset = true
+device = "cpu"
+batch_size = 8
+
+[datasets]
+{lines}
+
+[grid]
+backbones = ["lowlevel"]
+train_transforms = ["none"]
+test_transforms = {test_transforms}
+reducers = {reducers}
+classifiers = {classifiers}
+{extra_grid}
+""")
+    return path

@@ -20,6 +20,7 @@ from deepfake_cli.extract import extract
 from deepfake_cli.fileio import csv_text
 from deepfake_cli.train import train
 from tests.conftest import copy_subset, example_set
+from tests.helpers import small_study_config
 
 runner = CliRunner()
 
@@ -217,25 +218,7 @@ def test_report_reads_guarded_names_back_and_escapes_them(evaluated):
 def test_study_results_csv_is_guarded_and_its_report_reads_it_back(tmp_path):
     copy_subset(example_set("forensynths_biggan"), tmp_path / "data" / "a", 6)
     copy_subset(example_set("cifake_sd14"), tmp_path / "data" / "b", 6)
-    (tmp_path / "study.toml").write_text("""
-[study]
-seed = 0
-test_size = 0.3
-cross_dataset = true
-device = "cpu"
-batch_size = 8
-
-[datasets]
--a = "data/a"
-b = "data/b"
-
-[grid]
-backbones = ["lowlevel"]
-train_transforms = ["none"]
-test_transforms = ["none"]
-reducers = ["none"]
-classifiers = ["lda"]
-""")
+    small_study_config(tmp_path / "study.toml", {"-a": '"data/a"', "b": '"data/b"'})
     _ok(["study", tmp_path / "study.toml", "--out", tmp_path / "out", "-q"])
     rows = _rows(_read(tmp_path / "out" / "results.csv"))
     assert {r["test_dataset"] for r in rows} == {"'-a", "b"}

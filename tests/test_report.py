@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from tests.helpers import small_study_config
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
@@ -380,25 +381,7 @@ def test_study_keeps_per_image_scores_for_the_report(tmp_path):
 
     copy_subset(example_set("forensynths_biggan"), tmp_path / "data" / "biggan", 6)
     copy_subset(example_set("cifake_sd14"), tmp_path / "data" / "cifake", 6)
-    (tmp_path / "study.toml").write_text("""
-[study]
-seed = 0
-test_size = 0.3
-cross_dataset = true
-device = "cpu"
-batch_size = 8
-
-[datasets]
-biggan = "data/biggan"
-cifake = "data/cifake"
-
-[grid]
-backbones = ["lowlevel"]
-train_transforms = ["none"]
-test_transforms = ["none"]
-reducers = ["none"]
-classifiers = ["lda"]
-""")
+    small_study_config(tmp_path / "study.toml", {"biggan": '"data/biggan"', "cifake": '"data/cifake"'})
     s = run_study(tmp_path / "study.toml", tmp_path / "out")
     assert not s.failures
     kept = sorted((tmp_path / "out" / "cells" / "images").glob("*.json"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import copy_subset, example_set
+from tests.helpers import small_study_config
 from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
@@ -23,27 +24,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _config(path: Path, test_transforms='["none", "blur@1"]', extra_grid="") -> Path:
-    path.write_text(f"""
-[study]
-seed = 0
-test_size = 0.3
-cross_dataset = true
-device = "cpu"
-batch_size = 8
-
-[datasets]
-biggan = "data/biggan"
-cifake = {{ real = "data/cifake/real", fake = "data/cifake/fake" }}
-
-[grid]
-backbones = ["lowlevel"]
-train_transforms = ["none"]
-test_transforms = {test_transforms}
-reducers = ["none", "pca:4"]
-classifiers = ["lda", "naive-bayes"]
-{extra_grid}
-""")
-    return path
+    return small_study_config(path, {"biggan": '"data/biggan"',
+                                     "cifake": '{ real = "data/cifake/real", fake = "data/cifake/fake" }'},
+                              test_transforms=test_transforms, reducers='["none", "pca:4"]',
+                              classifiers='["lda", "naive-bayes"]', extra_grid=extra_grid)
 
 
 class RecordingProgress(StudyProgress):
