@@ -204,7 +204,13 @@ class Target:
     lock: Path | None = None   # the path whose lock guards it (default: `path`)
 
     def __post_init__(self):
-        self.path = Path(self.path)
+        text = os.fspath(self.path)
+        # "feats/" names a folder: writing a file called "feats" instead would surprise (Path drops the slash)
+        if self.kind != "folder" and text.endswith(("/", os.sep)):
+            name = Path(text) / _example_name(self.kind)
+            raise DeepfakeError(f"{self.option} {text} ends with a slash, which names a folder; this writes one "
+                                f"file: give its name (e.g. {name}).")
+        self.path = Path(text)
 
 
 def check_targets(targets: list[Target], inputs: Iterable, overwrite: bool = False) -> None:

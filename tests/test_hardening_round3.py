@@ -216,6 +216,12 @@ def test_train_out_with_a_trailing_slash_is_a_folder(study_root, tmp_path):
     (tmp_path / "plain").write_text("a file\n")
     _refused(_cli("train", feats, "--classifier", "lda", "--out", f"{tmp_path / 'plain'}/", "-q"), "is a file")
     assert (tmp_path / "plain").read_text() == "a file\n"
+    # a command that writes one file: "x/" names a folder, so it is refused, not written as a file named x
+    for cmd in (["extract", study_root / "data" / "biggan", "--backbone", "lowlevel", "--workers", "0", "-q"],
+                ["reduce", feats, "--method", "pca", "--dim", "2"],
+                ["predict", tmp_path / "one.model", study_root / "data" / "biggan" / "real"]):
+        _refused(_cli(*cmd, "--out", f"{tmp_path / 'dir'}/"), "ends with a slash, which names a folder")
+        assert not (tmp_path / "dir").exists()
 
 
 # -------------------------------------------------------- item 8: a fine-tuned model moves with its network

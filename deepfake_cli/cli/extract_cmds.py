@@ -44,7 +44,7 @@ def extract_cmd(
         metavar="[NAME=]PATH...", help=f"Datasets, optionally named NAME=PATH: {SOURCES_HELP}",
         show_default=False)] = None,
     backbone: Annotated[str, typer.Option(help="Backbone name; join several with '+' (see `deepfake backbones`).")] = "effnet-lite0",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output HDF5 file (created, resumed, or appended to).")] = ...,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output HDF5 file (created, resumed, or appended to).")] = ...,
     transform: Annotated[str, typer.Option(help=f"Transform before the backbone: {TRANSFORM_HELP}.")] = "none",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Reader processes: DataLoader workers (local engine) or read tasks at a "

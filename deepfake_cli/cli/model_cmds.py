@@ -34,7 +34,7 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
 def reduce_cmd(
     features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
     method: Annotated[str, typer.Option(help="Reducer name (see `deepfake reducers`).")] = ...,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Reducer file to write (e.g. pca64.reducer).")] = ...,
+    out: Annotated[str, typer.Option("--out", "-o", help="Reducer file to write (e.g. pca64.reducer).")] = ...,
     dim: Annotated[Optional[int], typer.Option(help="Output dimension: --param dim=N (defaults: `deepfake reducers`).")] = None,
     variance: Annotated[Optional[float], typer.Option(help="Fraction of the variance to keep: --param variance=F.")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes: --param hidden=512,128.")] = None,
@@ -252,7 +252,7 @@ def predict_cmd(
     model: Annotated[Path, typer.Argument(help="Model file (or a folder of *.model files: each scores every image).")],
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (searched recursively), .tar shards or folders "
                                                 "of them, .parquet files, and .txt/.csv lists of image paths.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV.")] = False,
     weights: Annotated[Optional[str], typer.Option(help="Backbone weights file (must be the ones the model was trained with).")] = None,
     transform: Annotated[str, typer.Option(help="Test-time transform before the backbone (default none, whatever "
