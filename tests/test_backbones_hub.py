@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from deepfake_cli.backbones import create_backbone, get_config, list_backbones
 from deepfake_cli.backbones.base import make_transform
 from deepfake_cli.errors import DeepfakeError, WeightsMissingError
-from tests.conftest import REPO, example_set
+from tests.conftest import REPO
 
 # one torch thread (a shared machine), and no user env var or cache reaches a test; `images` is in conftest
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "clean_weights_env")

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 import deepfake_cli as dfc
 from deepfake_cli.cli import app
-from deepfake_cli.extract import extract
 from deepfake_cli.fileio import csv_text
 from deepfake_cli.train import train
 from tests.conftest import copy_subset, example_set

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.data import parse_named_path
-from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from tests.clicheck import damage_feature_file, run_cli
 from tests.conftest import copy_subset, example_set

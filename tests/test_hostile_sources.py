@@ -14,7 +14,6 @@ import pytest
 from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
-from deepfake_cli.extract import extract
 from deepfake_cli.features import read_features
 from tests.clicheck import FifoWatch
 from tests.conftest import copy_subset, example_set
