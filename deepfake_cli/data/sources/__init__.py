@@ -42,10 +42,6 @@ class Found:
     odd: int = 0
 
 
-def _same(text: str) -> str:
-    return text
-
-
 @dataclass(frozen=True)
 class Source:
     name: str
