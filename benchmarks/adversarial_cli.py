@@ -30,8 +30,8 @@ from tests.clicheck import FEATURE_FILE_DAMAGES, damage_feature_file, outcome, r
 
 
 def build(base: Path) -> dict:
-    from deepfake_cli.extract import extract
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.extract import extract
+    from deepfake_cli.stages.train import train
     from tests.conftest import copy_subset, example_set
 
     ds = copy_subset(example_set("cifake_sd14"), base / "ds", 4)

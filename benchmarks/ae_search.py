@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli.artifacts import load_reducer
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.features import FeatureFileWriter, read_features
-from deepfake_cli.reduce import reduce
-from deepfake_cli.splits import heldout_split
-from deepfake_cli.stats import wilson_interval
-from deepfake_cli.train import train
+from deepfake_cli.store.artifacts import load_reducer
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.store.features import FeatureFileWriter, read_features
+from deepfake_cli.stages.reduce import reduce
+from deepfake_cli.stages.splits import heldout_split
+from deepfake_cli.metrics.stats import wilson_interval
+from deepfake_cli.stages.train import train
 
 
 def main() -> None:

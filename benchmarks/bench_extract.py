@@ -68,7 +68,7 @@ def make_dataset(root: Path, n: int) -> Path:
 def bench_speed(name, n, batch_size, device, workers, random_weights, tmp: Path) -> dict:
     from deepfake_cli.backbones import create_backbone
     from deepfake_cli.data import read_image
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
     from deepfake_cli.inference.device import resolve_device
     from deepfake_cli.inference.mapper import to_device
 

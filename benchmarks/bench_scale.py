@@ -167,7 +167,7 @@ def child_forward(backbone: str, layers: str, batch_size: int, n_batches: int) -
 
 def child_extract(engine: str, shards: str, out: str, backbone: str, layers: str, batch_size: int,
                   model_workers: int) -> dict:
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
     from deepfake_cli.inference.engines import create_runner
 
     options = {"model_workers": model_workers} if engine == "ray" else {}

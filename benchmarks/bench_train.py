@@ -53,9 +53,9 @@ def child(features: str, test: str, name: str, n: int, params: dict) -> dict:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from deepfake_cli.artifacts import save_model
+    from deepfake_cli.store.artifacts import save_model
     from deepfake_cli.classifiers import create_classifier, needs_scaling
-    from deepfake_cli.features import read_features
+    from deepfake_cli.store.features import read_features
 
     fs, ts = read_features(features), read_features(test)
     keep = fs.y >= 0

@@ -15,10 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.features import read_features
-from deepfake_cli.stats import wilson_interval
-from deepfake_cli.train import train
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.store.features import read_features
+from deepfake_cli.metrics.stats import wilson_interval
+from deepfake_cli.stages.train import train
 
 GANS = ["biggan", "stylegan", "cyclegan", "gaugan"]
 MODELS = [("lda", "lda", {}), ("svm", "svm", {}), ("linear-probe", "linear-probe", {}),
@@ -53,7 +53,7 @@ def main() -> None:
                 cells.append(f"{k / n:.3f} [{lo:.3f}, {hi:.3f}] ({n})")
             gate = ""
             if clf == "fusion":
-                from deepfake_cli.artifacts import load_model
+                from deepfake_cli.store.artifacts import load_model
 
                 est = load_model(res[0].path).estimator.named_steps["clf"]
                 gate = ", ".join(f"{n} {w:.2f}" for n, w in zip(est.member_names_, est.member_weights_))

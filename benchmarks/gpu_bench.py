@@ -73,7 +73,7 @@ def _sync(dev) -> None:
 def bench_decode(files: list[Path], mapper, k: int) -> dict:
     from deepfake_cli.data import ImageItem
     from deepfake_cli.inference.reader import ImageReader, ReaderConfig
-    from deepfake_cli.transforms import Transform
+    from deepfake_cli.data.transforms import Transform
 
     reader = ImageReader(mapper.reader_preprocess, ReaderConfig(Transform("none", 0)))
     sample = files[:k]
@@ -129,7 +129,7 @@ def bench_forward(mapper, batch_size: int, reps: int) -> dict:
 
 
 def bench_engine(name: str, data: Path, out: Path, args, runner) -> dict:
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
 
     marks: list = []
     t0 = time.perf_counter()

@@ -20,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from deepfake_cli.evaluate import evaluate, write_outputs  # noqa: E402
-from deepfake_cli.features import read_meta  # noqa: E402
-from deepfake_cli.reduce import reduce  # noqa: E402
-from deepfake_cli.train import train  # noqa: E402
+from deepfake_cli.stages.evaluate import evaluate, write_outputs  # noqa: E402
+from deepfake_cli.store.features import read_meta  # noqa: E402
+from deepfake_cli.stages.reduce import reduce  # noqa: E402
+from deepfake_cli.stages.train import train  # noqa: E402
 
 POOLED = ("biggan", "stylegan", "cyclegan", "gaugan")
 

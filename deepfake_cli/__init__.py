@@ -14,9 +14,6 @@ scikit-learn, h5py and the rest are imported only when a function needs them.
 
 from __future__ import annotations
 
-import sys
-import types
-
 __version__ = "0.1.0"
 
 # name -> module it comes from; resolved on first access (PEP 562), then kept
@@ -24,7 +21,7 @@ _LAZY = {name: "deepfake_cli.api" for name in (
     "extract", "reduce", "train", "evaluate", "predict", "audit", "load_model", "Detector", "Scores", "Evaluation",
     "embed", "read_features", "list_backbones", "list_classifiers", "list_reducers")}
 _LAZY["DeepfakeError"] = "deepfake_cli.errors"
-_LAZY["FeatureSet"] = "deepfake_cli.features"
+_LAZY["FeatureSet"] = "deepfake_cli.store.features"
 
 __all__ = ["__version__", *_LAZY]
 
@@ -43,17 +40,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
-
-class _Package(types.ModuleType):
-    """This package's module type. Importing a submodule binds it as an attribute of its package: the
-    stage module `deepfake_cli.extract` would then hide the API function `dfc.extract` (likewise reduce,
-    train, evaluate, predict, audit). Here the function keeps the name; the stage modules stay
-    importable as always (`from deepfake_cli.extract import extract`, `importlib.import_module`)."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == "deepfake_cli.api":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -35,18 +35,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.outputs import eval_inputs, eval_targets, predict_inputs, predict_targets, writes
+from deepfake_cli.store.outputs import writes
+
+
+def _table(stage: str, name: str) -> Callable[[dict], list]:
+    """A stage's output table (`stages.<stage>.<name>`), imported when the guarded function runs, so that
+    importing this module stays light."""
+    def table(a: dict) -> list:
+        import importlib
+
+        return getattr(importlib.import_module(f"deepfake_cli.stages.{stage}"), name)(a)
+    return table
 
 if TYPE_CHECKING:  # imported for the type hints only: importing this module stays light
     import numpy as np
 
-    from deepfake_cli.artifacts import Model
-    from deepfake_cli.audit import AuditResult
-    from deepfake_cli.extract import ExtractSummary
-    from deepfake_cli.features import FeatureSet
-    from deepfake_cli.predict import PredictResult
-    from deepfake_cli.reduce import ReduceSummary
-    from deepfake_cli.train import TrainResult
+    from deepfake_cli.store.artifacts import Model
+    from deepfake_cli.stages.audit import AuditResult
+    from deepfake_cli.stages.extract import ExtractSummary
+    from deepfake_cli.store.features import FeatureSet
+    from deepfake_cli.stages.predict import PredictResult
+    from deepfake_cli.stages.reduce import ReduceSummary
+    from deepfake_cli.stages.train import TrainResult
 
 __all__ = [
     "extract", "reduce", "train", "evaluate", "predict", "audit",
@@ -177,7 +187,7 @@ def extract(datasets: Sequence[str] = (), *, out: PathLike, backbone: str = "eff
     >>> s.n_written, s.datasets["cifake"]["real"]
     (48, 24)
     """
-    from deepfake_cli.extract import extract as run
+    from deepfake_cli.stages.extract import extract as run
     from deepfake_cli.inference.engines import create_runner
 
     runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
@@ -236,7 +246,7 @@ def reduce(features: PathLike, *, method: str, out: PathLike, dim: int | None = 
     >>> r.input_dim, r.output_dim
     (3088, 16)
     """
-    from deepfake_cli.reduce import reduce as run
+    from deepfake_cli.stages.reduce import reduce as run
     from deepfake_cli.reducers import REDUCERS
 
     given = {"trials": trials, "time_budget": time_budget, "scoring": score}
@@ -301,7 +311,7 @@ def train(features: PathLike, *, classifier: str | Sequence[str], out: PathLike,
     ['lda.model', 'svm.model']
     """
     from deepfake_cli.classifiers import parse_classifier_names, parse_classifier_params
-    from deepfake_cli.train import train as run
+    from deepfake_cli.stages.train import train as run
 
     if progress is True:
         def callback(name):
@@ -325,7 +335,7 @@ class Evaluation:
 
     def matrix(self) -> tuple[list[str], list[str], dict]:
         """(row keys "model [train sets]", column keys = test datasets, {(row, column): result row})."""
-        from deepfake_cli.evaluate import matrix
+        from deepfake_cli.stages.evaluate import matrix
 
         return matrix(self.rows)
 
@@ -366,11 +376,11 @@ def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequ
     return _evaluate(models, features, out, overwrite=overwrite, raw_csv=raw_csv)
 
 
-@writes(eval_targets, eval_inputs)  # never over a model or feature file it reads; one writer per --out
+@writes(_table("evaluate", "eval_targets"), _table("evaluate", "eval_inputs"))  # never over a model or feature file it reads; one writer per --out
 def _evaluate(models: list, features: list, out: PathLike | None, overwrite: bool = False,
               raw_csv: bool = False) -> Evaluation:
-    from deepfake_cli.evaluate import evaluate as run
-    from deepfake_cli.evaluate import write_outputs
+    from deepfake_cli.stages.evaluate import evaluate as run
+    from deepfake_cli.stages.evaluate import write_outputs
 
     result = Evaluation()
     result.rows = run([m if not isinstance(m, os.PathLike) else str(m) for m in models], [str(f) for f in features],
@@ -428,13 +438,13 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
                     raw_csv=raw_csv, progress=progress)
 
 
-@writes(predict_targets, predict_inputs)  # --out never over an input; one writer per --out
+@writes(_table("predict", "predict_targets"), _table("predict", "predict_inputs"))  # --out never over an input; one writer per --out
 def _predict(model, paths: list, *, out, json_lines, weights, transform, device, batch_size, workers, engine,
              ray_address, model_workers, gpus_per_worker, overwrite=False, raw_csv=False, progress=False):
-    from deepfake_cli.fileio import atomic_write_text
+    from deepfake_cli.safety.fileio import atomic_write_text
     from deepfake_cli.inference.engines import create_runner
-    from deepfake_cli.predict import predict as run
-    from deepfake_cli.predict import to_csv, to_jsonl
+    from deepfake_cli.stages.predict import predict as run
+    from deepfake_cli.stages.predict import to_csv, to_jsonl
 
     runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
                            gpus_per_worker=gpus_per_worker, device=device)
@@ -474,7 +484,7 @@ def audit(datasets: Sequence[str], *, align: str | None = None, folds: int = 5, 
     >>> [(r.dataset, r.n) for r in dfc.audit(["examples/data/cifake_sd14"])]
     [('cifake_sd14', 48)]
     """
-    from deepfake_cli.audit import audit as run
+    from deepfake_cli.stages.audit import audit as run
 
     return run(list(datasets), seed=seed, folds=folds, align=align)
 
@@ -504,7 +514,7 @@ def read_features(path: PathLike, datasets: Sequence[str] | None = None) -> "Fea
     >>> fs.X.shape, fs.meta["backbone"], fs.datasets
     ((48, 3088), 'effnet-lite0', ['cifake'])
     """
-    from deepfake_cli.features import read_features as run
+    from deepfake_cli.store.features import read_features as run
 
     return run(str(path), datasets=list(datasets) if datasets else None)
 
@@ -604,7 +614,7 @@ class Detector:
         import numpy as np
 
         from deepfake_cli.inference.memory import collect_images
-        from deepfake_cli.predict import predict as run
+        from deepfake_cli.stages.predict import predict as run
 
         items, skipped = collect_images(images)
         res = run([self.model], items, weights=self.weights, transform=self.transform, device=self.device,
@@ -686,7 +696,7 @@ def load_model(path: PathLike, *, device: str = "auto", weights: str | None = No
     >>> det.meta["train_datasets"], 0.0 <= det.threshold <= 1.0
     (['cifake'], True)
     """
-    from deepfake_cli.artifacts import load_model as load
+    from deepfake_cli.store.artifacts import load_model as load
 
     return Detector(load(str(path)), device=device, weights=weights, transform=transform, batch_size=batch_size,
                     workers=workers)
@@ -728,7 +738,7 @@ def embed(images: Images, *, backbone: str = "effnet-lite0", layers: str = "last
     from deepfake_cli.inference.embed import embed as run
     from deepfake_cli.inference.mapper import BackboneSpec
     from deepfake_cli.inference.memory import collect_images
-    from deepfake_cli.transforms import normalize_transform
+    from deepfake_cli.data.transforms import normalize_transform
 
     items, _skipped = collect_images(images)
     spec = BackboneSpec(backbone, weights, layers, not random_weights)

@@ -60,7 +60,7 @@ def assert_same_features(a_path, b_path, exact: bool = True):
     time); `exact=False`: features equal up to float rounding (another process, another thread count)."""
     import numpy as np
 
-    from deepfake_cli.features import read_features
+    from deepfake_cli.store.features import read_features
 
     a, b = read_features(a_path), read_features(b_path)
     for col in ("y", "dataset", "path", "sha256"):
@@ -165,7 +165,7 @@ def clean_weights_env(monkeypatch, tmp_path):
 # Read-only: a test that writes to one of these files or folders copies it into its own tmp_path first.
 
 def _lowlevel(images: Path, out: Path) -> Path:
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
 
     extract([str(images)], backbone="lowlevel", out=str(out), device="cpu", workers=0)
     return out
@@ -192,7 +192,7 @@ def biggan6_lowlevel(tmp_path_factory) -> dict:
 def cifake8_lda(tmp_path_factory) -> dict:
     """The cheapest real model: a `lowlevel` LDA trained on 8 + 8 CIFAKE examples (a quarter held out),
     and its feature file."""
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.train import train
 
     root = tmp_path_factory.mktemp("cifake8_lda")
     feats = _lowlevel(copy_subset(example_set("cifake_sd14"), root / "cifake", 8), root / "f.h5")

@@ -104,7 +104,7 @@ def main() -> None:
     os.replace = replace
     shutil.rmtree = rmtree
 
-    from deepfake_cli.features import FeatureFileWriter
+    from deepfake_cli.store.features import FeatureFileWriter
 
     real_append = FeatureFileWriter.append
 

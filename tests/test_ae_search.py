@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_reducer
+from deepfake_cli.store.artifacts import load_reducer
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import read_features
-from deepfake_cli.reduce import reduce
+from deepfake_cli.store.features import read_features
+from deepfake_cli.stages.reduce import reduce
 from deepfake_cli.reducers import create_reducer
-from deepfake_cli.splits import heldout_split
-from deepfake_cli.train import train
+from deepfake_cli.stages.splits import heldout_split
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()

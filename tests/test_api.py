@@ -89,14 +89,14 @@ def test_public_functions_are_documented_and_typed():
 
 
 def test_stage_modules_do_not_hide_the_api_functions():
-    import deepfake_cli.evaluate  # noqa: F401 -- the stage modules of the same names
-    import deepfake_cli.extract  # noqa: F401
-    import deepfake_cli.predict  # noqa: F401
-    from deepfake_cli.extract import ExtractSummary
+    import deepfake_cli.stages.evaluate  # noqa: F401 -- the stage modules of the same names
+    import deepfake_cli.stages.extract  # noqa: F401
+    import deepfake_cli.stages.predict  # noqa: F401
+    from deepfake_cli.stages.extract import ExtractSummary
 
     for name in ("extract", "reduce", "train", "evaluate", "predict", "audit"):
         assert callable(getattr(dfc, name)) and getattr(dfc, name) is getattr(api, name)
-    assert ExtractSummary.__module__ == "deepfake_cli.extract"
+    assert ExtractSummary.__module__ == "deepfake_cli.stages.extract"
 
 
 # ------------------------------------------------------------------- one code path with the command line
@@ -132,8 +132,8 @@ def test_commands_call_the_api_functions():
     calls = {"extract_cmd": "extract", "reduce_cmd": "reduce", "train_cmd": "train", "eval_cmd": "evaluate",
              "predict_cmd": "predict", "audit_cmd": "audit", "backbones_cmd": "list_backbones",
              "classifiers_cmd": "list_classifiers", "reducers_cmd": "list_reducers"}
-    stages = {"deepfake_cli.extract", "deepfake_cli.reduce", "deepfake_cli.train", "deepfake_cli.evaluate",
-              "deepfake_cli.audit"}
+    stages = {"deepfake_cli.stages.extract", "deepfake_cli.stages.reduce", "deepfake_cli.stages.train", "deepfake_cli.stages.evaluate",
+              "deepfake_cli.stages.audit"}
     found = {}
     for path in (REPO / "deepfake_cli" / "cli").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

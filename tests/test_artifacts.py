@@ -13,7 +13,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from deepfake_cli.artifacts import (BASE_TYPES, LEGACY_TYPES, load_model, load_reducer, save_model, save_reducer,
+from deepfake_cli.store.artifacts import (BASE_TYPES, LEGACY_TYPES, load_model, load_reducer, save_model, save_reducer,
                                     trusted_types, untrusted_types)
 from deepfake_cli.classifiers import create_classifier, needs_scaling
 from deepfake_cli.errors import DeepfakeError
@@ -156,8 +156,8 @@ LEGACY = REPO / "tests" / "golden" / "legacy"
 @pytest.fixture(scope="module")
 def legacy_features(tmp_path_factory):
     """The `lowlevel` features the legacy files were made from (`biggan=examples/data/forensynths_biggan`)."""
-    from deepfake_cli.extract import extract
-    from deepfake_cli.features import read_features
+    from deepfake_cli.stages.extract import extract
+    from deepfake_cli.store.features import read_features
 
     out = tmp_path_factory.mktemp("legacy") / "f.h5"
     extract([f"biggan={example_set('forensynths_biggan')}"], backbone="lowlevel", out=str(out), device="cpu",
@@ -166,7 +166,7 @@ def legacy_features(tmp_path_factory):
 
 
 def test_legacy_models_load_and_score_exactly_as_they_did(monkeypatch):
-    from deepfake_cli.predict import predict
+    from deepfake_cli.stages.predict import predict
 
     monkeypatch.chdir(REPO)  # predictions.jsonl holds repository-relative paths
     want = {(r["path"], r["model"]): r for r in map(json.loads, (LEGACY / "predictions.jsonl").read_text().splitlines())}

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from deepfake_cli.audit import audit, estimate_jpeg_quality, file_metadata
+from deepfake_cli.stages.audit import audit, estimate_jpeg_quality, file_metadata
 from deepfake_cli.cli import app
 from deepfake_cli.data import MAX_PIXELS
 from deepfake_cli.errors import DeepfakeError

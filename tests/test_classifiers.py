@@ -12,9 +12,9 @@ from sklearn.preprocessing import StandardScaler
 
 from deepfake_cli.classifiers import (CLASSIFIERS, LinearProbe, create_classifier, list_classifiers,
                                       needs_scaling, parse_classifier_names)
-from deepfake_cli.scoring import binary_scores, choose_threshold
+from deepfake_cli.metrics.scoring import binary_scores, choose_threshold
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import read_features
+from deepfake_cli.store.features import read_features
 from tests.helpers import capability_kwargs, classifier_names
 
 # from the registry, so a new classifier is tested without editing a list: the ones `all` trains, and the

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import deepfake_cli as dfc
 from deepfake_cli.cli import app
-from deepfake_cli.fileio import csv_text
-from deepfake_cli.train import train
+from deepfake_cli.safety.fileio import csv_text
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 from tests.helpers import small_study_config
 
@@ -128,7 +128,7 @@ def test_raw_csv_json_and_the_api_keep_names_as_they_are(model, hostile, monkeyp
 
 
 def test_numbers_stay_numbers_and_text_cells_read_back_exactly():
-    from deepfake_cli.fileio import unguard_cell
+    from deepfake_cli.safety.fileio import unguard_cell
 
     row = {"float": -0.5, "np": np.float32(-0.25), "int": -3, "num_text": "-0.5", "exp_text": "-1e-05",
            "name": "-x", "formula": "=1+1", "inf_text": "-inf", "path": Path("@x.png"),

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.features import read_features, read_meta
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import read_features, read_meta
 from deepfake_cli.inference.runner import BatchResult, LocalRunner
 from tests.conftest import REPO, assert_same_features, copy_subset, example_set
 

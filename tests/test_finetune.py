@@ -20,16 +20,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model, trusted_types, untrusted_types
+from deepfake_cli.store.artifacts import load_model, trusted_types, untrusted_types
 from deepfake_cli.backbones.finetuned import read_trunk_meta
 from deepfake_cli.backbones.weights import weights_id
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.extract import extract
-from deepfake_cli.finetune import CHECKPOINT_FORMAT, finetune
-from deepfake_cli.predict import predict
-from deepfake_cli.train import train
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.stages.finetune import CHECKPOINT_FORMAT, finetune
+from deepfake_cli.stages.predict import predict
+from deepfake_cli.stages.train import train
 from tests.conftest import REPO, copy_subset, example_set
 
 runner = CliRunner()
@@ -208,7 +208,7 @@ def _effnet_file() -> Path:
 
 def test_finetune_never_writes_into_its_inputs_or_over_a_foreign_file(tmp_path):
     from deepfake_cli.errors import DeepfakeError
-    from deepfake_cli.finetune import finetune
+    from deepfake_cli.stages.finetune import finetune
 
     data = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 4)
     image = sorted((data / "real").iterdir())[0]
@@ -254,7 +254,7 @@ def test_finetuned_model_card_has_the_keys_of_a_trained_model_with_calibration_a
 def test_predict_with_a_finetuned_model_gives_calibrated_p_fake_and_novelty_warnings(tuned):
     from scipy.special import expit
 
-    from deepfake_cli.calibration import logit
+    from deepfake_cli.metrics.calibration import logit
 
     m = load_model(tuned["model"])
     cal = m.meta["calibration"]

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model, untrusted_types
+from deepfake_cli.store.artifacts import load_model, untrusted_types
 from deepfake_cli.classifiers.fusion import FusionClassifier
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.extract import extract
-from deepfake_cli.features import feature_members, read_features
-from deepfake_cli.predict import predict
-from deepfake_cli.train import train
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import feature_members, read_features
+from deepfake_cli.stages.predict import predict
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()
@@ -84,7 +84,7 @@ def test_train_hands_the_members_to_fusion_and_the_model_needs_no_torch(feats, t
 def test_fusion_is_refused_where_it_cannot_apply(feats, tmp_path):
     with pytest.raises(DeepfakeError, match="combined backbones"):
         train(str(feats["single"]), "fusion", str(tmp_path / "x.model"))
-    from deepfake_cli.reduce import reduce
+    from deepfake_cli.stages.reduce import reduce
 
     red = tmp_path / "p.reducer"
     reduce(str(feats["pair"]), "pca", str(red), params={"dim": 4})

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.features import read_features
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import read_features
 from tests.clicheck import one_line_error, run_cli
 from tests.conftest import REPO, assert_same_features, copy_subset, example_set
 from tests.faultrun import fill
@@ -240,7 +240,7 @@ def test_every_writing_command_locks_its_output(sets, tmp_path):
     """train, reduce (--out and --write-features), predict --out, eval --out and study --out refuse while
     another process holds their output."""
     from deepfake_cli.safety.locks import output_lock
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.train import train
 
     feats = tmp_path / "f.h5"
     shutil.copy(sets["ref_ab"], feats)
@@ -378,7 +378,7 @@ def test_full_disk_simulated_where_no_tmpfs_can_be_mounted(sets, tmp_path, monke
 @pytest.fixture(scope="module")
 def trained(sets, tmp_path_factory):
     d = tmp_path_factory.mktemp("trained")
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.train import train
 
     feats = d / "f.h5"
     shutil.copy(sets["ref_ab"], feats)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.data import parse_named_path
-from deepfake_cli.features import read_features
+from deepfake_cli.store.features import read_features
 from tests.clicheck import damage_feature_file, run_cli
 from tests.conftest import copy_subset, example_set
 from tests.imagegen import png_1bit
@@ -205,7 +205,7 @@ def test_an_unwritable_output_folder_is_one_line(model, tmp_path):
     (OSError(errno.ENOSPC, "No space left on device"), "no space left on device while writing the output", 1),
 ])
 def test_the_safety_net_turns_any_exception_into_one_line(monkeypatch, tmp_path, exc, says, code):
-    import deepfake_cli.features as features
+    import deepfake_cli.store.features as features
 
     def boom(*a, **k):
         raise exc

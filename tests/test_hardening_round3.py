@@ -244,7 +244,7 @@ def _scores(model: Path, images: list[Path], tmp_path: Path) -> list[str]:
 def test_finetuned_model_and_network_move_together(study_root, tmp_path):
     """Item 8: the model stored its network's absolute path; copying both elsewhere and removing the
     originals broke it."""
-    from deepfake_cli.artifacts import load_artifact
+    from deepfake_cli.store.artifacts import load_artifact
 
     first = tmp_path / "first"
     _finetune(study_root, str(first / "ft.model"))
@@ -266,7 +266,7 @@ def test_an_older_finetuned_model_with_an_absolute_path_still_loads(study_root, 
     """Item 8: models written before the relative path (absolute `trunk_file` and backbone) load from the
     absolute path while it is there, then from the file of the same name beside the model. (Item 13:
     `finetune --out DIR/` writes DIR/finetuned-ARCH.model, not a file named DIR.)"""
-    from deepfake_cli.artifacts import load_artifact, load_model, save_model
+    from deepfake_cli.store.artifacts import load_artifact, load_model, save_model
     from deepfake_cli.backbones.finetuned import backbone_name
 
     _finetune(study_root, f"{tmp_path / 'a'}/")

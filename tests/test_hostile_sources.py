@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
-from deepfake_cli.features import read_features
+from deepfake_cli.store.features import read_features
 from tests.clicheck import FifoWatch
 from tests.conftest import copy_subset, example_set
 from tests.imagegen import add_member, write_shard

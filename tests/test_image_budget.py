@@ -34,9 +34,9 @@ from deepfake_cli.backbones.base import BackboneConfig, SplitTransform, make_tra
 from deepfake_cli.data import UnreadableImage, check_pixels, read_image
 from deepfake_cli.data.decode import MAX_ASPECT, MAX_RESIZED_PIXELS, check_resize
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.predict import predict
-from deepfake_cli.train import train
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.stages.predict import predict
+from deepfake_cli.stages.train import train
 from tests.conftest import REPO, copy_subset, example_set
 from tests.imagegen import png_1bit, write_shard
 
@@ -200,7 +200,7 @@ def test_resize_transforms_and_align_keep_the_budget(tmp_path):
 
 def test_finetune_skips_what_its_resize_would_put_over_the_budget(tmp_path):
     """Found when the images are scanned, not by a DataLoader worker in the middle of an epoch."""
-    from deepfake_cli.finetune import finetune
+    from deepfake_cli.stages.finetune import finetune
 
     root = copy_subset(example_set("cifake_sd14"), tmp_path / "ds", 3)
     Image.new("RGB", (60, 3), "gray").save(root / "fake" / "strip.png")  # 20:1, then 2200 x 44,000 pixels

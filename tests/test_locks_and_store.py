@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import FeatureFileWriter, read_features, read_meta, remove_orphaned_temporaries
+from deepfake_cli.store.features import FeatureFileWriter, read_features, read_meta, remove_orphaned_temporaries
 from deepfake_cli.safety.locks import lock_path, output_lock
 from deepfake_cli.safety import space
 from tests.clicheck import damage_feature_file

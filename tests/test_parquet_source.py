@@ -17,8 +17,8 @@ from deepfake_cli.cli import app
 from deepfake_cli.data import FAKE, REAL, UNKNOWN, UnreadableImage, discover, read_item
 from deepfake_cli.data.sources import list_sources, source_for
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.features import read_features
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import read_features
 from tests.conftest import copy_subset, example_set
 from tests.imagegen import png_1bit
 
@@ -197,8 +197,8 @@ def test_a_folder_of_parquet_files_and_parquet_among_images(tables, images, tmp_
 
 
 def test_predict_audit_and_the_output_guards_read_parquet(tables, tmp_path):
-    from deepfake_cli.audit import audit
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.audit import audit
+    from deepfake_cli.stages.train import train
 
     feats = tmp_path / "train.h5"  # the cheapest real model: lowlevel + LDA on 8 + 8 CIFAKE examples
     extract([str(copy_subset(example_set("cifake_sd14"), tmp_path / "train", 8))], "lowlevel", str(feats),
@@ -217,7 +217,7 @@ def test_predict_audit_and_the_output_guards_read_parquet(tables, tmp_path):
     # the file a spec with options reads is an input: never an output
     res = runner.invoke(app, ["extract", spec, "--backbone", "lowlevel", "--out", str(tables["words"]), *FAST])
     assert res.exit_code != 0 and "is read" in res.output and tables["words"].stat().st_size > 0
-    from deepfake_cli.outputs import describe_file
+    from deepfake_cli.store.outputs import describe_file
 
     assert describe_file(tables["words"]) == "a .parquet file"
 

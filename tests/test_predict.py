@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model, save_model
+from deepfake_cli.store.artifacts import load_model, save_model
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.extract import extract
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.stages.extract import extract
 from deepfake_cli.inference.runner import LocalRunner
-from deepfake_cli.predict import predict, to_csv
-from deepfake_cli.reduce import reduce
-from deepfake_cli.train import train
+from deepfake_cli.stages.predict import predict, to_csv
+from deepfake_cli.stages.reduce import reduce
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()

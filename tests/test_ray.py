@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.features import read_features
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import read_features
 from deepfake_cli.inference.runner import LocalRunner
 from tests.conftest import assert_same_features, copy_subset, example_set
 from tests.imagegen import add_member, write_shard
@@ -309,8 +309,8 @@ def test_killed_model_actor_every_image_exactly_once(ray_cluster, sources, local
 @needs_ray
 def test_predict_on_a_tar_with_the_ray_engine(ray_cluster, sources, local_file, tmp_path):
     from deepfake_cli.inference.ray_runner import RayRunner
-    from deepfake_cli.predict import predict, to_csv
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.predict import predict, to_csv
+    from deepfake_cli.stages.train import train
 
     root, _ = sources
     model = train(str(local_file[0]), "lda", str(tmp_path / "lda.model"), datasets=["folder"], test_size=0.25)[0].path

@@ -179,7 +179,7 @@ def test_skip_and_substitute_lists_match_the_readme():
 # ------------------------------------------------------------- a mismatch says which field, and the fix
 
 def test_append_with_other_settings_names_the_field_both_values_and_the_fix(tmp_path):
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
 
     a = copy_subset(example_set("cifake_sd14"), tmp_path / "a", 2)
     b = copy_subset(example_set("forensynths_biggan"), tmp_path / "b", 2)
@@ -201,10 +201,10 @@ def test_append_with_other_settings_names_the_field_both_values_and_the_fix(tmp_
 
 
 def test_model_and_reducer_mismatch_name_the_field_and_the_fix(tmp_path):
-    from deepfake_cli.evaluate import evaluate
-    from deepfake_cli.extract import extract
-    from deepfake_cli.reduce import reduce
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.evaluate import evaluate
+    from deepfake_cli.stages.extract import extract
+    from deepfake_cli.stages.reduce import reduce
+    from deepfake_cli.stages.train import train
 
     a = copy_subset(example_set("cifake_sd14"), tmp_path / "a", 6)
     plain, aligned = str(tmp_path / "plain.h5"), str(tmp_path / "aligned.h5")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from deepfake_cli.artifacts import load_reducer, save_reducer
+from deepfake_cli.store.artifacts import load_reducer, save_reducer
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.reducers import REDUCERS, AutoencoderReducer, create_reducer, list_reducers
 from tests.conftest import example_set

@@ -11,18 +11,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model, load_reducer, trusted_types, untrusted_types
+from deepfake_cli.store.artifacts import load_model, load_reducer, trusted_types, untrusted_types
 from deepfake_cli.classifiers import (CLASSIFIERS, create_classifier, list_classifiers, parse_classifier_names,
                                       parse_classifier_params, register_classifier)
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import evaluate
-from deepfake_cli.extract import extract
-from deepfake_cli.predict import predict
+from deepfake_cli.stages.evaluate import evaluate
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.stages.predict import predict
 from deepfake_cli.reducers import REDUCERS, create_reducer, list_reducers, register_reducer
 from deepfake_cli.reducers._base import ReducerMixin
 from deepfake_cli.registry import Entry, Param, Registry, float_or, int_tuple, optional
-from deepfake_cli.train import train
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()
@@ -213,7 +213,7 @@ def test_a_classifier_and_a_reducer_added_at_run_time_go_through_every_stage(toy
 
 def test_unregistered_types_are_refused_again(toys, tmp_path):
     """The allowlist follows the registry: a file whose classifier is no longer registered is refused."""
-    from deepfake_cli.artifacts import save_model
+    from deepfake_cli.store.artifacts import save_model
     from sklearn.pipeline import Pipeline
 
     X = np.random.default_rng(0).normal(size=(20, 3))

@@ -16,10 +16,10 @@ from tests.helpers import small_study_config
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import COLUMNS, write_outputs
+from deepfake_cli.stages.evaluate import COLUMNS, write_outputs
 from deepfake_cli.report import MATRIX_CMAP, read_results, render_report
-from deepfake_cli.scoring import binary_scores
-from deepfake_cli.stats import pooled_accuracy, wilson_interval
+from deepfake_cli.metrics.scoring import binary_scores
+from deepfake_cli.metrics.stats import pooled_accuracy, wilson_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LEGACY_MODEL = Path(__file__).parent / "golden" / "legacy" / "models" / "lda.model"

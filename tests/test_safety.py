@@ -12,7 +12,7 @@ from collections import namedtuple
 import pytest
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.outputs import Target, writes
+from deepfake_cli.store.outputs import Target, writes
 from deepfake_cli.safety import space
 from deepfake_cli.safety.atomic import PARTIAL, STORE, atomic_path, remove_stale_temporaries
 from deepfake_cli.safety.space import DiskFullError, check_space
@@ -91,7 +91,7 @@ def test_the_one_cleaner_removes_only_the_named_targets_temporaries(tmp_path):
 
 def test_finetune_is_guarded_like_every_stage(tmp_path, monkeypatch):
     """Its lock, its cleaning of a killed run's temporaries, and its full-disk line come from `@writes`."""
-    import deepfake_cli.finetune as ft
+    import deepfake_cli.stages.finetune as ft
     from deepfake_cli.safety.locks import output_lock
 
     data = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 2)

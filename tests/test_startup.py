@@ -96,7 +96,7 @@ def test_estimator_names_of_model_files_still_resolve():
 
 
 def test_info_loads_h5py_only(tmp_path):
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
 
     extract([str(copy_subset(example_set("cifake_sd14"), tmp_path / "c", 2))], backbone="lowlevel",
             out=str(tmp_path / "f.h5"), device="cpu", workers=0)

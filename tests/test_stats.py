@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepfake_cli.stats import bootstrap_ci, distinct_images, format_accuracy, pooled_accuracy, wilson_interval
+from deepfake_cli.metrics.stats import bootstrap_ci, distinct_images, format_accuracy, pooled_accuracy, wilson_interval
 
 
 def test_wilson_known_values():

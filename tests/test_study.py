@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import compatibility_key, read_features
-from deepfake_cli.stats import wilson_interval
+from deepfake_cli.store.features import compatibility_key, read_features
+from deepfake_cli.metrics.stats import wilson_interval
 from deepfake_cli.study import (DatasetEntry, StudyConfig, StudyProgress, combine_features, feature_key, load_config,
                                 parse_reducer, plan, run_study)
 
@@ -170,7 +170,7 @@ def test_cache_keys(study):
 
 
 def test_combined_backbone_equals_direct_extraction(tmp_path):
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
 
     data = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 3)
     files = []

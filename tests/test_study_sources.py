@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from deepfake_cli.features import read_features
+from deepfake_cli.store.features import read_features
 from deepfake_cli.study import load_config, run_study
 from tests.conftest import example_set
 from tests.imagegen import write_shard

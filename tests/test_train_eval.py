@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model
+from deepfake_cli.store.artifacts import load_model
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.evaluate import COLUMNS, evaluate
-from deepfake_cli.extract import extract
-from deepfake_cli.features import read_features
-from deepfake_cli.reduce import reduce
-from deepfake_cli.splits import heldout_split
-from deepfake_cli.train import train
+from deepfake_cli.stages.evaluate import COLUMNS, evaluate
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import read_features
+from deepfake_cli.stages.reduce import reduce
+from deepfake_cli.stages.splits import heldout_split
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 from tests.helpers import classifier_names
 
@@ -243,7 +243,7 @@ def test_reduce_options_are_generic_and_refused_where_the_reducer_does_not_take_
                               "--seed", "5", "--out", str(tmp_path / "ae.reducer")])
     assert res.exit_code == 0, res.output
     assert "83 -> 3" in res.output and "epochs" in res.output
-    from deepfake_cli.artifacts import load_reducer
+    from deepfake_cli.store.artifacts import load_reducer
 
     meta = load_reducer(tmp_path / "ae.reducer").meta
     assert {k: meta["params"][k] for k in ("dim", "hidden", "epochs", "lr", "patience", "random_state", "device")} == \
@@ -267,7 +267,7 @@ def test_reduce_options_are_generic_and_refused_where_the_reducer_does_not_take_
 
 
 def test_eval_matrix_shows_n_where_cell_sizes_differ(models, store, tmp_path):
-    from deepfake_cli.evaluate import matrix, matrix_cell, mixed_sizes, to_markdown
+    from deepfake_cli.stages.evaluate import matrix, matrix_cell, mixed_sizes, to_markdown
 
     rows = evaluate([models / "lda.model", models / "knn1.model"], [str(store["features"])])
     sizes = {r["test_dataset"]: r["n"] for r in rows}

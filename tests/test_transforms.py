@@ -8,7 +8,7 @@ from PIL import Image
 
 from deepfake_cli.data import read_image
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.transforms import Transform, align_image, normalize_transform, parse_align
+from deepfake_cli.data.transforms import Transform, align_image, normalize_transform, parse_align
 from tests.conftest import example_set
 
 

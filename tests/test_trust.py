@@ -17,14 +17,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from typer.testing import CliRunner
 
-from deepfake_cli import calibration as calib
-from deepfake_cli import novelty
-from deepfake_cli.artifacts import load_model
+from deepfake_cli.metrics import calibration as calib
+from deepfake_cli.metrics import novelty
+from deepfake_cli.store.artifacts import load_model
 from deepfake_cli.classifiers._lda import ShrinkageLDA
 from deepfake_cli.cli import app
-from deepfake_cli.features import FeatureFileWriter, FeatureSet, read_features
-from deepfake_cli.predict import predict
-from deepfake_cli.train import MIN_TEST, MIN_VAL_PER_CLASS, _split, small_sample_warnings, train
+from deepfake_cli.store.features import FeatureFileWriter, FeatureSet, read_features
+from deepfake_cli.stages.predict import predict
+from deepfake_cli.stages.train import MIN_TEST, MIN_VAL_PER_CLASS, _split, small_sample_warnings, train
 from tests.conftest import example_set
 
 runner = CliRunner()
@@ -102,7 +102,7 @@ def test_predict_cli_prints_threshold_true_label_and_closing_summary(cifake, tmp
 
 
 def test_one_label_and_novelty_rules(tmp_path):
-    from deepfake_cli.prediction_checks import check
+    from deepfake_cli.stages.prediction_checks import check
 
     def rows(n, fakes, far, where):
         return [{"path": f"{where}/{i}.png", "model": "m", "label": "fake" if i < fakes else "real",

@@ -12,15 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from deepfake_cli.artifacts import load_model, load_reducer, untrusted_types
+from deepfake_cli.store.artifacts import load_model, load_reducer, untrusted_types
 from deepfake_cli.backbones.text import create_text_tower
 from deepfake_cli.classifiers.zero_shot import ZeroShotClassifier
 from deepfake_cli.cli import app
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.extract import extract
-from deepfake_cli.features import backbone_identity, read_features
-from deepfake_cli.predict import predict
-from deepfake_cli.train import train
+from deepfake_cli.stages.extract import extract
+from deepfake_cli.store.features import backbone_identity, read_features
+from deepfake_cli.stages.predict import predict
+from deepfake_cli.stages.train import train
 from tests.conftest import copy_subset, example_set
 
 runner = CliRunner()

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from deepfake_cli.shrinkage import ledoit_wolf_shrinkage
+from deepfake_cli.metrics.shrinkage import ledoit_wolf_shrinkage
 
 _TINY = 10 * np.finfo(np.float64).eps  # scikit-learn's `_handle_zeros_in_scale` limit
 

@@ -17,7 +17,7 @@ from deepfake_cli.registry import public_module
 class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
     """Scores CLIP image embeddings against text prompts; classes are fixed: 0 real, 1 fake.
 
-    `prompts`: a prompts file (see `deepfake_cli.prompts`), None for the defaults; `weights`: the CLIP
+    `prompts`: a prompts file (see `deepfake_cli.backbones.prompts`), None for the defaults; `weights`: the CLIP
     checkpoint when the usual lookup would not find it; `backbone`: the features' backbone identity
     (set by train). `y` given to `fit` is ignored.
     """
@@ -28,7 +28,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         self.backbone = backbone
 
     def fit(self, X, y=None):
-        from deepfake_cli.prompts import clip_columns, embed_prompts, read_prompts
+        from deepfake_cli.backbones.prompts import clip_columns, embed_prompts, read_prompts
 
         validate_data(self, X, dtype=np.float64, ensure_min_samples=0)
         if self.backbone is None:
@@ -48,7 +48,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _logits(self, X) -> np.ndarray:
-        from deepfake_cli.prompts import similarities
+        from deepfake_cli.backbones.prompts import similarities
 
         check_is_fitted(self, "prompt_embeddings_")
         X = validate_data(self, X, reset=False, dtype=np.float64)

@@ -85,7 +85,7 @@ def print_json(obj) -> None:
     """One JSON document of a command's results on stdout (dataclasses as dicts; NaN as null)."""
     import dataclasses
 
-    from deepfake_cli.fileio import to_json
+    from deepfake_cli.safety.fileio import to_json
 
     def plain(o):
         if dataclasses.is_dataclass(o) and not isinstance(o, type):

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from deepfake_cli.cli.common import console, err_console
 from deepfake_cli.data.skips import summary_lines
-from deepfake_cli.transforms import TRANSFORM_HELP
+from deepfake_cli.data.transforms import TRANSFORM_HELP
 
 # Shared with `audit`, `predict` and the study: what a PATH may be, and the Ray engine's options.
 SOURCES_HELP = ("a folder, a .tar shard or a folder of .tar shards (webdataset: KEY.jpg + KEY.cls), a .parquet file or "
@@ -131,7 +131,7 @@ def info_cmd(features: Annotated[Path, typer.Argument(help="A feature file writt
     """Show what a feature file holds and what made it."""
     import json
 
-    from deepfake_cli.features import summarize
+    from deepfake_cli.store.features import summarize
 
     meta = summarize(features)
     counts = meta["counts"]

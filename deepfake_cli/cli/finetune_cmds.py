@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
     TimeRemainingColumn
 
 from deepfake_cli.cli.common import console, err_console
-from deepfake_cli.transforms import TRANSFORM_HELP
+from deepfake_cli.data.transforms import TRANSFORM_HELP
 
-# the study's settings; kept in step with deepfake_cli.finetune.DEFAULTS (importing it here would load torch
+# the study's settings; kept in step with deepfake_cli.stages.finetune.DEFAULTS (importing it here would load torch
 # for every command's --help)
 _ARCHS = "resnet50 | resnet18 | effnet-lite0"
 
@@ -68,7 +68,7 @@ def finetune_cmd(
 
     Example: deepfake finetune cifake=data/cifake_sd14 --arch effnet-lite0 --epochs 10 --out ft/effnet.model --features-out ft/feats.h5; then deepfake eval ft/effnet.model --features ft/feats.h5
     """
-    from deepfake_cli.finetune import finetune
+    from deepfake_cli.stages.finetune import finetune
 
     bar = _FinetuneBar(quiet)
     with bar.progress:
@@ -91,7 +91,7 @@ def finetune_cmd(
     console.print(f"wrote {escape(str(s.model))} and its network {escape(str(s.trunk))} "
                   f"(backbone {escape(s.backbone)})", highlight=False)
     if features_out is not None:
-        from deepfake_cli.extract import extract
+        from deepfake_cli.stages.extract import extract
 
         xbar = _FinetuneBar(quiet)
         with xbar.progress:

@@ -230,7 +230,7 @@ def _eval_table(rows: list[dict]) -> Table:
 
 
 def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
-    from deepfake_cli.evaluate import matrix_title, mixed_sizes
+    from deepfake_cli.stages.evaluate import matrix_title, mixed_sizes
 
     # cells of different sizes (8 held-out images beside 40 of another dataset) each show their n
     with_n = mixed_sizes(cells_by_key)
@@ -275,7 +275,7 @@ def predict_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from deepfake_cli import api
-    from deepfake_cli.predict import to_csv, to_jsonl
+    from deepfake_cli.stages.predict import to_csv, to_jsonl
 
     # a live bar only on a terminal: piped or captured stderr stays the summary lines alone
     bar = Progress(TextColumn("[bold]predict[/]"), BarColumn(), MofNCompleteColumn(), console=err_console,

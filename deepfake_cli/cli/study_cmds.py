@@ -31,7 +31,7 @@ def audit_cmd(
     a detector trained on it can score high without learning anything about generation.
     """
     from deepfake_cli import api
-    from deepfake_cli.fileio import to_json
+    from deepfake_cli.safety.fileio import to_json
 
     results = api.audit(datasets, align=align, folds=folds, seed=seed)
     if json_out:
@@ -51,7 +51,7 @@ def audit_cmd(
 def _audit_table(results, align: str | None, top: int):
     from rich.table import Table
 
-    from deepfake_cli.stats import format_accuracy
+    from deepfake_cli.metrics.stats import format_accuracy
 
     title = "Shortcut audit: metadata-only classifier (no pixels)"
     if align:

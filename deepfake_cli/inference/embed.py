@@ -19,7 +19,7 @@ from deepfake_cli.inference.mapper import BackboneSpec, Mapper
 from deepfake_cli.inference.memory import MemoryImage
 from deepfake_cli.inference.reader import ImageReader, ReaderConfig
 from deepfake_cli.inference.runner import InferenceJob, LocalRunner, Runner, plan_batches
-from deepfake_cli.transforms import Transform, parse_align
+from deepfake_cli.data.transforms import Transform, parse_align
 
 
 @dataclass

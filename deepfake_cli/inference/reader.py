@@ -17,7 +17,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from deepfake_cli.data import ImageItem, UnreadableImage, read_item
 from deepfake_cli.inference.memory import MemoryImage
-from deepfake_cli.transforms import Transform, align_image
+from deepfake_cli.data.transforms import Transform, align_image
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import numpy as np
 
 from deepfake_cli.data import LABEL_NAMES, DatasetSpec, find_duplicates
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import APPEND_KEYS, FeatureFileWriter, iter_rows
-from deepfake_cli.fileio import atomic_write_text
+from deepfake_cli.store.features import APPEND_KEYS, FeatureFileWriter, iter_rows
+from deepfake_cli.safety.fileio import atomic_write_text
 from deepfake_cli.inference.runner import Batch, BatchResult
 from deepfake_cli.safety.atomic import atomic_path
 from deepfake_cli.safety.digest import json_sha256

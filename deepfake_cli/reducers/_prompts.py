@@ -30,7 +30,7 @@ class PromptSimilarities(ReducerMixin, TransformerMixin, BaseEstimator):
         self.backbone = backbone
 
     def fit(self, X, y=None):
-        from deepfake_cli.prompts import embed_prompts, read_prompts
+        from deepfake_cli.backbones.prompts import embed_prompts, read_prompts
 
         validate_data(self, X, dtype=np.float64, ensure_min_samples=0)
         if self.backbone is None:
@@ -47,7 +47,7 @@ class PromptSimilarities(ReducerMixin, TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        from deepfake_cli.prompts import similarities
+        from deepfake_cli.backbones.prompts import similarities
 
         check_is_fitted(self, "prompt_embeddings_")
         X = validate_data(self, X, reset=False, dtype=np.float64)

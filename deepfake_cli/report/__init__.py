@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deepfake_cli.fileio import atomic_write_text
-from deepfake_cli.outputs import report_inputs, report_targets, writes
+from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.safety.fileio import atomic_write_text
+from deepfake_cli.store.outputs import Target, writes
 from deepfake_cli.report.document import build_document
 from deepfake_cli.report.figures import FIGURE_FORMATS, MATRIX_CMAP, Figure, levels
 from deepfake_cli.report.html import html_report
@@ -39,6 +40,21 @@ def _find_config(results_csv: Path, config_path: str | os.PathLike | None) -> Pa
         if p.is_file():
             return p
     return None
+
+
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def report_targets(a: dict) -> list[Target]:
+    out = Path(a["out_dir"])
+    if out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; report writes figures/, report.md and report.html into "
+                            "the folder --out names: give a folder name.")
+    # locked through report.md, not the folder: a study holds the folder's own lock while it reports
+    return [Target(out / name, "report", lock=out / "report.md") for name in ("report.md", "report.html")]
+
+
+def report_inputs(a: dict) -> list:
+    return [a.get("results_csv"), a.get("config_path")]
 
 
 @writes(report_targets, report_inputs)  # never over its inputs or a foreign file; one writer per --out

@@ -14,7 +14,7 @@ from deepfake_cli import __version__
 from deepfake_cli.report.figures import Figure, group, levels, within_matched
 from deepfake_cli.report.images import ImageSource
 from deepfake_cli.report.pooling import Pooling, chance_level
-from deepfake_cli.stats import format_accuracy
+from deepfake_cli.metrics.stats import format_accuracy
 
 TITLE = "Detection study report"
 
@@ -87,7 +87,7 @@ def _best_cells(overall: list[dict]) -> list[list[str]]:
                      else f"{r['train_transform']} -> {r['test_transform']}")
         low, high = r.get("accuracy_ci_low", math.nan), r.get("accuracy_ci_high", math.nan)
         if not (isinstance(low, float) and math.isfinite(low) and isinstance(high, float) and math.isfinite(high)):
-            from deepfake_cli.stats import wilson_interval
+            from deepfake_cli.metrics.stats import wilson_interval
 
             low, high = wilson_interval(min(max(r["accuracy"] * r["n"], 0.0), r["n"]), r["n"])
         auc = r.get("roc_auc")

@@ -271,7 +271,7 @@ def _fig_backbones(rows, plt, pool: Pooling):
 
 def cross_matrix(rows: list[dict], pool: Pooling):
     """(train keys, test keys, accuracy matrix, {(i, j): rows}) of the matched-transform rows."""
-    from deepfake_cli.stats import group_matrix
+    from deepfake_cli.metrics.stats import group_matrix
 
     sel = [r for r in rows if r["test_transform"] == r["train_transform"]] or rows
     trains, tests, g = group_matrix(sel, lambda r: r["train_datasets"], lambda r: r["test_dataset"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli.fileio import unguard_cell
+from deepfake_cli.safety.fileio import unguard_cell
 
 SCORES = "_scores"  # the key under which a row carries its RowScores (or None)
 

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.fileio import unguard_cell
-from deepfake_cli.outputs import artifact_kind, is_hdf5
+from deepfake_cli.safety.fileio import unguard_cell
+from deepfake_cli.store.outputs import artifact_kind, is_hdf5
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
 TEXT_COLUMNS = {"model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",

@@ -3,7 +3,7 @@ through fileio's Markdown helpers: a name can neither add a column nor bring HTM
 
 from __future__ import annotations
 
-from deepfake_cli.fileio import md_code, md_fence, md_table, md_text
+from deepfake_cli.safety.fileio import md_code, md_fence, md_table, md_text
 from deepfake_cli.report.document import BEST_CELLS_NOTE, PER_TEST_SET_NOTE, TITLE, Document
 
 

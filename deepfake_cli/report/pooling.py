@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from deepfake_cli.report.images import SCORES
-from deepfake_cli.stats import N_BOOT, Pooled, distinct_images, format_accuracy, pooled_accuracy
+from deepfake_cli.metrics.stats import N_BOOT, Pooled, distinct_images, format_accuracy, pooled_accuracy
 
 INDEX = "_i"  # the key under which a row carries its position in the table
 

@@ -7,6 +7,9 @@
 * `locks`: one writer per output (`output_lock`), and forked helpers that die with their parent;
 * `digest`: the sha256 of a JSON dump that names a run, a cache entry or an image list.
 
-The output guards (`outputs`) and the extraction's recovery (`recovery`) are built on these; nothing
-here imports a stage or a store.
+* `fileio`: whole text files written atomically, and the one copy of each text format (JSON, CSV cells
+  guarded against spreadsheet formulas, Markdown escaped).
+
+The output guards (`store.outputs`) and the extraction's recovery (`store.recovery`) are built on these;
+nothing here imports a store, a stage or a backbone.
 """

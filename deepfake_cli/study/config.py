@@ -188,7 +188,7 @@ def _backbones(grid: dict) -> list[str]:
 
 def _grid(grid: dict, config_path) -> dict:
     from deepfake_cli.classifiers import parse_classifier_names
-    from deepfake_cli.transforms import normalize_transform
+    from deepfake_cli.data.transforms import normalize_transform
 
     if "backbones" not in grid or "classifiers" not in grid:
         raise DeepfakeError(f"[grid] of {config_path} needs at least 'backbones' and 'classifiers'.")
@@ -218,7 +218,7 @@ def _number(study: dict, key: str, default, kind=int):
 
 
 def _study(study: dict, base: Path) -> dict:
-    from deepfake_cli.transforms import parse_align
+    from deepfake_cli.data.transforms import parse_align
 
     align = study.get("align")
     if align not in (False, None) and not isinstance(align, str):

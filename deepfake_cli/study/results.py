@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepfake_cli.fileio import atomic_write_text, csv_text, number_format, to_json
+from deepfake_cli.safety.fileio import atomic_write_text, csv_text, number_format, to_json
 from deepfake_cli.study.plan import FACTOR_COLUMNS, Cell
 
 
@@ -24,7 +24,7 @@ def collect_rows(cells: list[Cell], records: dict[str, dict]) -> list[dict]:
 
 def result_columns(rows: list[dict]) -> list[str]:
     """evaluate's columns, then the study's factors, then any other key of the rows, in first-seen order."""
-    from deepfake_cli.evaluate import COLUMNS
+    from deepfake_cli.stages.evaluate import COLUMNS
 
     cols = list(COLUMNS) + [c for c in FACTOR_COLUMNS if c not in COLUMNS]
     for r in rows:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.fileio import atomic_write_text, to_json
-from deepfake_cli.outputs import study_inputs, study_targets, writes
+from deepfake_cli.safety.fileio import atomic_write_text, to_json
+from deepfake_cli.store.outputs import Target, with_listed, writes
 from deepfake_cli.study.config import StudyConfig, check_paths, load_config
 from deepfake_cli.study.plan import (Cell, FeatureJob, cell_factors, grid_size, member_jobs, member_keys, plan,
                                      train_split_key)
@@ -108,6 +108,19 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
     return _run_study(cfg, out_dir, jobs, progress or StudyProgress(), raw_csv, size, t0, overwrite=overwrite)
 
 
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def study_targets(a: dict) -> list[Target]:
+    return [Target(a["out_dir"], "folder")]
+
+
+def study_inputs(a: dict) -> list:
+    """The dataset paths of the loaded config `cfg` (so no output lands among their images). The config
+    itself is not one: it is copied into the folder as config.toml (the same text when it is that file)."""
+    cfg = a["cfg"]
+    return with_listed([p for d in cfg.datasets for p in (d.path, d.real, d.fake) if p])
+
+
 @writes(study_targets, study_inputs)  # one study per --out folder at a time, never inside a dataset folder
 def _run_study(cfg: StudyConfig, out_dir: str | os.PathLike, jobs: int, progress: StudyProgress, raw_csv: bool,
                size, t0: float) -> StudySummary:
@@ -169,7 +182,7 @@ def _make_features(run: _Run, features: dict[str, FeatureJob]) -> None:
 
 
 def _extract(run: _Run, job: FeatureJob, path: Path) -> None:
-    from deepfake_cli.extract import extract
+    from deepfake_cli.stages.extract import extract
     from deepfake_cli.inference.engines import create_runner
 
     cfg, report = run.cfg, run.progress

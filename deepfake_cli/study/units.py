@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import FeatureFileWriter, read_features, read_meta
-from deepfake_cli.fileio import atomic_write_text, json_safe, to_json
+from deepfake_cli.store.features import FeatureFileWriter, read_features, read_meta
+from deepfake_cli.safety.fileio import atomic_write_text, json_safe, to_json
 from deepfake_cli.study.plan import Cell
 
 
@@ -84,7 +84,7 @@ def _union_skipped(metas: list[dict]) -> list[dict]:
 
 def train_split_file(train_file: Path, out: Path, test_size: float, seed: int) -> Path:
     """The training part of a feature file (train's own held-out split removed), for fitting reducers."""
-    from deepfake_cli.splits import heldout_split
+    from deepfake_cli.stages.splits import heldout_split
 
     fs = read_features(train_file)
     train_mask, _ = heldout_split(fs, test_size, seed)
@@ -97,7 +97,7 @@ def train_split_file(train_file: Path, out: Path, test_size: float, seed: int) -
 
 def fit_reducer_unit(split_file: str, method: str, params: dict, out: str, seed: int, device: str) -> dict:
     """Fit one reducer with the `reduce` stage: {"out", "error"} (error None when it was written)."""
-    from deepfake_cli.reduce import reduce
+    from deepfake_cli.stages.reduce import reduce
 
     try:
         # the split file already lacks the held-out part, so a reducer that uses labels may fit on all of it
@@ -134,7 +134,7 @@ def run_cell_unit(cell: Cell, study_dir: str, test_size: float, val_size: float,
 
 
 def _train_if_missing(cell: Cell, d: Path, model_path: Path, test_size: float, val_size: float, seed: int) -> bool:
-    from deepfake_cli.train import train
+    from deepfake_cli.stages.train import train
 
     if model_path.is_file():
         return False
@@ -148,7 +148,7 @@ def _train_if_missing(cell: Cell, d: Path, model_path: Path, test_size: float, v
 def _evaluate(model_path: Path, d: Path, test_fkeys: list[str]) -> tuple[list[dict], dict]:
     """The rows, and the per-image scores as {test file key: {test dataset: {"sha256": [16-hex prefixes],
     "label": [...], "p_fake": [...]}}} (for the report's ROC curves, histograms and image-level intervals)."""
-    from deepfake_cli.evaluate import evaluate
+    from deepfake_cli.stages.evaluate import evaluate
 
     if not test_fkeys:
         return [], {}

@@ -106,8 +106,8 @@ class Model(Artifact):
 
     def p_fake(self, X) -> np.ndarray:
         """p(fake) through the calibration recorded at train time (`meta["calibration"]`, see
-        `deepfake_cli.calibration`); models without one (0.1.0 files, `--calibration none`) give `score`."""
-        from deepfake_cli.calibration import calibrated_p_fake
+        `deepfake_cli.metrics.calibration`); models without one (0.1.0 files, `--calibration none`) give `score`."""
+        from deepfake_cli.metrics.calibration import calibrated_p_fake
 
         return calibrated_p_fake(self.estimator, self.meta.get("calibration"), np.asarray(X, dtype=np.float32))
 
@@ -117,8 +117,8 @@ class Model(Artifact):
 
     def novelty(self, X) -> np.ndarray | None:
         """Each row's distance to the training features over the stored 99th-percentile cut-off (> 1: beyond
-        it; `deepfake_cli.novelty`), or None for a model without a novelty reference."""
-        from deepfake_cli.novelty import beyond
+        it; `deepfake_cli.metrics.novelty`), or None for a model without a novelty reference."""
+        from deepfake_cli.metrics.novelty import beyond
 
         ref = self.extras.get("novelty")
         if ref is None:

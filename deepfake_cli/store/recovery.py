@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import estimated_bytes, read_meta, remove_orphaned_temporaries, summarize
+from deepfake_cli.store.features import estimated_bytes, read_meta, remove_orphaned_temporaries, summarize
 from deepfake_cli.safety.space import DiskFullError, check_space, is_no_space, nearly_full
 
 SHARD_NAME = re.compile(r"batch_\d{6}\.npz")

@@ -109,7 +109,7 @@ def _hdf5_is_ours(p: Path) -> bool:
     try:
         import h5py
 
-        from deepfake_cli.features import FORMAT
+        from deepfake_cli.store.features import FORMAT
 
         with h5py.File(p, "r") as f:
             return f.attrs.get("format") == FORMAT
@@ -326,24 +326,22 @@ def writes(targets: Callable[[dict], list[Target]], inputs: Callable[[dict], Ite
     return deco
 
 
-# ------------------------------------------------------------------------- what each command writes
+# ------------------------------------------------------------------------- helpers of the stages' tables
+# Each stage declares what it writes and reads next to its function (`extract_targets` in stages/extract.py,
+# `report_targets` in report/__init__.py...); these are the parts they share.
 
-def _spec_path(spec) -> str:
+def spec_path(spec) -> str:
     """The path of a dataset spec `[NAME=]PATH`."""
     from deepfake_cli.data import parse_named_path
 
     return parse_named_path(str(spec))[1]
 
 
-def extract_targets(a: dict) -> list[Target]:
-    return [Target(a["out"], "features")]
 
 
-def extract_inputs(a: dict) -> list:
-    return _with_listed([_spec_path(s) for s in a.get("inputs") or []] + [a.get("real"), a.get("fake")])
 
 
-def _with_listed(paths: list) -> list:
+def with_listed(paths: list) -> list:
     """`paths` plus the images that `.txt`/`.csv` lists among them name: those are read too, so no output
     may land on one. A list that cannot be read is left to the command itself to report. A path with
     `?options` (`x.parquet?label=y`) stands for the file or folder its source reads (`sources.location`)."""
@@ -368,109 +366,7 @@ def names_folder(out) -> bool:
     return text.endswith(("/", os.sep)) or Path(text).is_dir()
 
 
-def train_targets(a: dict) -> list[Target]:
-    from deepfake_cli.artifacts import MODEL_SUFFIX
-    from deepfake_cli.classifiers import parse_classifier_names
-
-    out = Path(a["out"])
-    c = a["classifiers"]
-    names = parse_classifier_names(c if isinstance(c, str) else ",".join(c))
-    folder = names_folder(a["out"])
-    if (len(names) > 1 or folder) and out.exists() and not out.is_dir():
-        raise DeepfakeError(f"--out {a['out']} is a file; with several classifiers or a trailing '/' --out must "
-                            "be a folder.")
-    if len(names) > 1 or folder:
-        return [Target(out / f"{n}{MODEL_SUFFIX}", "model", lock=out) for n in names]
-    return [Target(out, "model")]
-
-
-def train_inputs(a: dict) -> list:
-    return [a.get("features"), a.get("reducer")]
-
-
-def reduce_targets(a: dict) -> list[Target]:
-    t = [Target(a["out"], "reducer")]
-    if a.get("write_features"):
-        t.append(Target(a["write_features"], "features", "--write-features"))
-    if a.get("trials_out"):
-        t.append(Target(a["trials_out"], "trials", "--trials-out"))
-    return t
-
-
-def reduce_inputs(a: dict) -> list:
-    return [a.get("features")]
-
-
-def study_targets(a: dict) -> list[Target]:
-    return [Target(a["out_dir"], "folder")]
-
-
-def study_inputs(a: dict) -> list:
-    """The dataset paths of the loaded config `cfg` (so no output lands among their images). The config
-    itself is not one: it is copied into the folder as config.toml (the same text when it is that file)."""
-    cfg = a["cfg"]
-    return _with_listed([p for d in cfg.datasets for p in (d.path, d.real, d.fake) if p])
-
-
-def report_targets(a: dict) -> list[Target]:
-    out = Path(a["out_dir"])
-    if out.exists() and not out.is_dir():
-        raise DeepfakeError(f"--out {out} is a file; report writes figures/, report.md and report.html into "
-                            "the folder --out names: give a folder name.")
-    # locked through report.md, not the folder: a study holds the folder's own lock while it reports
-    return [Target(out / name, "report", lock=out / "report.md") for name in ("report.md", "report.html")]
-
-
-def report_inputs(a: dict) -> list:
-    return [a.get("results_csv"), a.get("config_path")]
-
-
-def eval_targets(a: dict) -> list[Target]:
-    out = a.get("out")
-    if out is None:
-        return []
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DeepfakeError(f"--out {out} is a file; eval writes {', '.join(EVAL_FILES)} into the folder --out "
-                            "names: give a folder name.")
-    return [Target(out / name, "eval", lock=out) for name in EVAL_FILES]
-
-
-def eval_inputs(a: dict) -> list:
-    from deepfake_cli.artifacts import model_paths
-
-    found = []
-    for m in list(a.get("models") or []) + list(a.get("features") or []):
-        try:
-            found.extend(model_paths(m) if Path(m).is_dir() else [m])
-        except DeepfakeError:
-            found.append(m)
-    return found
-
-
-def predict_targets(a: dict) -> list[Target]:
-    _refuse_feature_files(a.get("model"), a.get("paths") or [])
-    return [] if a.get("out") is None else [Target(a["out"], "predictions")]
-
-
-def predict_inputs(a: dict) -> list:
-    from deepfake_cli.artifacts import model_paths
-
-    model = a.get("model")
-    try:
-        models = model_paths(model) if model is not None and Path(model).is_dir() else [model]
-    except DeepfakeError:
-        models = [model]
-    paths = a.get("paths")
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or []) if isinstance(paths, (list, tuple)) else []
-    return models + _with_listed([p for p in paths if isinstance(p, (str, os.PathLike))])
-
-
-def _refuse_feature_files(model, paths) -> None:
-    if model is not None and is_feature_file(model):
-        raise DeepfakeError(f"{model} is a feature file (written by `deepfake extract`), not a model; score feature "
-                            f"files with `deepfake eval MODEL --features {model}`.")
-    for p in paths:
-        if isinstance(p, (str, os.PathLike)) and is_feature_file(p):  # images in memory (the API) are no file
-            raise DeepfakeError(f"{p} is a feature file, not an image; predict scores image files: use "
-                                f"`deepfake eval {model} --features {p}` to score feature files.")
+def dataset_inputs(a: dict) -> list:
+    """What a command that reads datasets reads: the `[NAME=]PATH` specs in `a["inputs"]`, `--real`,
+    `--fake`, and the images the lists among them name."""
+    return with_listed([spec_path(s) for s in a.get("inputs") or []] + [a.get("real"), a.get("fake")])

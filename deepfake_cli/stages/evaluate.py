@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli.artifacts import Model, load_models
+from deepfake_cli.store.artifacts import Model, load_models
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import COMPAT_KEYS, FeatureSet, describe, matching_options, mismatch, read_features
-from deepfake_cli.fileio import atomic_write_text, csv_text, md_table, number_format, to_json
-from deepfake_cli.scoring import binary_scores
-from deepfake_cli.stats import group_matrix, wilson_interval
+from deepfake_cli.store.features import COMPAT_KEYS, FeatureSet, describe, matching_options, mismatch, read_features
+from deepfake_cli.safety.fileio import atomic_write_text, csv_text, md_table, number_format, to_json
+from deepfake_cli.metrics.scoring import binary_scores
+from deepfake_cli.metrics.stats import group_matrix, wilson_interval
+from deepfake_cli.store.outputs import EVAL_FILES, Target
 
 COLUMNS = ["model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
            "train_transform", "test_transform", "n", "n_real", "n_fake", "accuracy", "accuracy_ci_low",
@@ -51,6 +52,31 @@ def expand_models(models) -> list[Model]:
         if stems.count(m.name) > 1 and m.path is not None:
             m.name = f"{m.path.parent.name}/{m.path.stem}"
     return out
+
+
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def eval_targets(a: dict) -> list[Target]:
+    out = a.get("out")
+    if out is None:
+        return []
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {out} is a file; eval writes {', '.join(EVAL_FILES)} into the folder --out "
+                            "names: give a folder name.")
+    return [Target(out / name, "eval", lock=out) for name in EVAL_FILES]
+
+
+def eval_inputs(a: dict) -> list:
+    from deepfake_cli.store.artifacts import model_paths
+
+    found = []
+    for m in list(a.get("models") or []) + list(a.get("features") or []):
+        try:
+            found.extend(model_paths(m) if Path(m).is_dir() else [m])
+        except DeepfakeError:
+            found.append(m)
+    return found
 
 
 def evaluate(models, feature_files, per_image: list | None = None, notes: list | None = None) -> list[dict]:

@@ -29,7 +29,7 @@ from PIL import Image, JpegImagePlugin
 from deepfake_cli import data as data_mod
 from deepfake_cli.data.sources import item_header
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.stats import wilson_interval
+from deepfake_cli.metrics.stats import wilson_interval
 
 FLAG_MIN_LOWER_BOUND = 0.6
 FLAG_MARGIN_OVER_CHANCE = 0.1
@@ -182,7 +182,7 @@ def item_metadata(item: data_mod.ImageItem, align: tuple[int, int] | None = None
             with data_mod.open_image(source) as img:
                 feats = header_features(img, size)
                 return feats, (img.format or "?").upper(), f"{img.width}x{img.height}"
-        from deepfake_cli.transforms import align_image
+        from deepfake_cli.data.transforms import align_image
 
         rgb, _ = data_mod.read_item(item)
         aligned = align_image(rgb, align)
@@ -273,7 +273,7 @@ def audit_dataset(ds: data_mod.DatasetSpec, seed: int = 0, folds: int = DEFAULT_
 
 def audit(specs: list[str], seed: int = 0, folds: int = DEFAULT_FOLDS, align: str | None = None) -> list[AuditResult]:
     """Audit every `[NAME=]PATH` dataset; `align` is `SIZE:QUALITY` as for `extract --align`."""
-    from deepfake_cli.transforms import parse_align
+    from deepfake_cli.data.transforms import parse_align
 
     if folds < 2:
         raise DeepfakeError("--folds must be at least 2.")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfake_cli.shrinkage import ledoit_wolf_shrinkage
+from deepfake_cli.metrics.shrinkage import ledoit_wolf_shrinkage
 
 METHOD = "mahalanobis, Ledoit-Wolf shrunk covariance of standardised features, top-10 directions + isotropic rest"
 QUANTILE = 0.99

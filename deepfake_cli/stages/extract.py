@@ -17,16 +17,16 @@ from typing import Callable
 from deepfake_cli import __version__
 from deepfake_cli.data import DatasetSpec, discover_many
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import APPEND_KEYS, describe, matching_options, mismatch, read_meta
+from deepfake_cli.store.features import APPEND_KEYS, describe, matching_options, mismatch, read_meta
 from deepfake_cli.inference.device import resolve_device
 from deepfake_cli.inference.mapper import BackboneSpec, Mapper
 from deepfake_cli.inference.reader import ImageReader, ReaderConfig
 from deepfake_cli.inference.runner import InferenceJob, LocalRunner, Runner, plan_batches
 from deepfake_cli.inference.shards import Merged, ShardStore, merge, run_signature
-from deepfake_cli.outputs import extract_inputs, extract_targets, writes
-from deepfake_cli.recovery import check_extract_space, check_merge_space, isolated, prepare_extract_output, \
+from deepfake_cli.store.outputs import Target, dataset_inputs, writes
+from deepfake_cli.store.recovery import check_extract_space, check_merge_space, isolated, prepare_extract_output, \
     remove_orphaned_temporaries, run_meta
-from deepfake_cli.transforms import Transform, normalize_transform, parse_align
+from deepfake_cli.data.transforms import Transform, normalize_transform, parse_align
 
 
 @dataclass
@@ -50,7 +50,13 @@ class ExtractSummary:
         return self.n_processed / self.seconds["total"] if self.seconds["total"] > 0 else 0.0
 
 
-@writes(extract_targets, extract_inputs)  # never over an input or a foreign file; one writer per output
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def extract_targets(a: dict) -> list[Target]:
+    return [Target(a["out"], "features")]
+
+
+@writes(extract_targets, dataset_inputs)  # never over an input or a foreign file; one writer per output
 def extract(inputs: list[str], backbone: str, out: str, transform: str = "none", batch_size: int = 32,
             workers: int | None = None, device: str = "auto", weights: str | None = None,
             layers: str = "last", seed: int = 0, real: str | None = None, fake: str | None = None,

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_cli import __version__
-from deepfake_cli.artifacts import save_reducer
+from deepfake_cli.store.artifacts import save_reducer
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import COMPAT_KEYS, FeatureFileWriter, capability_values, read_features
-from deepfake_cli.fileio import atomic_write_text, csv_text
+from deepfake_cli.store.features import COMPAT_KEYS, FeatureFileWriter, capability_values, read_features
+from deepfake_cli.safety.fileio import atomic_write_text, csv_text
 from deepfake_cli.reducers import REDUCERS, create_reducer
 from deepfake_cli.registry import capability_params
-from deepfake_cli.outputs import reduce_inputs, reduce_targets, writes
+from deepfake_cli.store.outputs import Target, writes
 
 
 @dataclass
@@ -41,6 +41,21 @@ class ReduceSummary:
     meta: dict
     trials_out: Path | None = None
     trials: list | None = None
+
+
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def reduce_targets(a: dict) -> list[Target]:
+    t = [Target(a["out"], "reducer")]
+    if a.get("write_features"):
+        t.append(Target(a["write_features"], "features", "--write-features"))
+    if a.get("trials_out"):
+        t.append(Target(a["trials_out"], "trials", "--trials-out"))
+    return t
+
+
+def reduce_inputs(a: dict) -> list:
+    return [a.get("features")]
 
 
 @writes(reduce_targets, reduce_inputs)  # never over an input or a foreign file; one writer per output
@@ -122,7 +137,7 @@ def _fit_rows(entry, fs, test_size: float, seed: int):
     """Rows a reducer fits on: all of them, or for one that uses labels, all but train's held-out part."""
     if "labels" not in entry.capabilities:
         return np.arange(len(fs.y)), {}
-    from deepfake_cli.splits import heldout_split
+    from deepfake_cli.stages.splits import heldout_split
 
     if not 0 <= test_size < 1:
         raise DeepfakeError(f"--test-size must be in [0, 1), got {test_size}.")

@@ -162,7 +162,7 @@ def calibrate_and_threshold(estimator, X_val, y_val, method: str = DEFAULT) -> D
     """Fit `method`'s calibration on the validation rows (X_val, y_val), then choose the threshold on the
     calibrated p_fake: the one step every model kind (train, finetune) takes. Without both classes in the
     validation part: no calibration, threshold 0.5, and a note saying so."""
-    from deepfake_cli.scoring import binary_scores, choose_threshold
+    from deepfake_cli.metrics.scoring import binary_scores, choose_threshold
 
     y_val = np.asarray(y_val).astype(int)
     if len(set(y_val.tolist())) < 2:

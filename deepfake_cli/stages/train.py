@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from deepfake_cli import calibration as calib
-from deepfake_cli.artifacts import MODEL_SUFFIX, load_reducer, save_model
-from deepfake_cli.model_card import ModelCard, model_inputs, split_fields
-from deepfake_cli.novelty import fit_reference
+from deepfake_cli.metrics import calibration as calib
+from deepfake_cli.store.artifacts import MODEL_SUFFIX, load_reducer, save_model
+from deepfake_cli.store.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.metrics.novelty import fit_reference
 from deepfake_cli.classifiers import CLASSIFIERS, create_classifier, needs_scaling, parse_classifier_names
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import COMPAT_KEYS, FeatureSet, capability_values, describe, matching_options, \
+from deepfake_cli.store.features import COMPAT_KEYS, FeatureSet, capability_values, describe, matching_options, \
     mismatch, read_features
 from deepfake_cli.registry import capability_params
-from deepfake_cli.splits import TrainSplit, train_val_split
-from deepfake_cli.stats import wilson_interval
-from deepfake_cli.outputs import names_folder, train_inputs, train_targets, writes
+from deepfake_cli.stages.splits import TrainSplit, train_val_split
+from deepfake_cli.metrics.stats import wilson_interval
+from deepfake_cli.store.outputs import Target, names_folder, writes
 
 
 @dataclass
@@ -59,6 +59,28 @@ MIN_TEST = 30
 WIDE_RATIO = 10  # fewer than dimensions / WIDE_RATIO images to fit, and no reducer: a note says what that means
 
 
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def train_targets(a: dict) -> list[Target]:
+    from deepfake_cli.store.artifacts import MODEL_SUFFIX
+    from deepfake_cli.classifiers import parse_classifier_names
+
+    out = Path(a["out"])
+    c = a["classifiers"]
+    names = parse_classifier_names(c if isinstance(c, str) else ",".join(c))
+    folder = names_folder(a["out"])
+    if (len(names) > 1 or folder) and out.exists() and not out.is_dir():
+        raise DeepfakeError(f"--out {a['out']} is a file; with several classifiers or a trailing '/' --out must "
+                            "be a folder.")
+    if len(names) > 1 or folder:
+        return [Target(out / f"{n}{MODEL_SUFFIX}", "model", lock=out) for n in names]
+    return [Target(out, "model")]
+
+
+def train_inputs(a: dict) -> list:
+    return [a.get("features"), a.get("reducer")]
+
+
 @writes(train_targets, train_inputs)  # never over an input or a foreign file; one writer per --out
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
@@ -70,7 +92,7 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
     a name ending in "/", created). Several: `out` is a
     folder that receives `<name>.model` per classifier. `params` maps a classifier name to its
     hyper-parameters (see `deepfake classifiers`); `seed` and `device` go to the classifiers whose
-    registry entry takes them. `calibration`: sigmoid | isotonic | none (see `deepfake_cli.calibration`).
+    registry entry takes them. `calibration`: sigmoid | isotonic | none (see `deepfake_cli.metrics.calibration`).
     """
     if calibration not in calib.METHODS:
         raise DeepfakeError(f"Unknown calibration '{calibration}'; choose from {', '.join(calib.METHODS)}.")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfake_cli.data import sources
-from deepfake_cli.stats import wilson_interval
+from deepfake_cli.metrics.stats import wilson_interval
 
 NOVEL_SHARE = 0.10
 NOVEL_MIN = 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import FeatureSet
+from deepfake_cli.store.features import FeatureSet
 
 
 def split_groups(sha256, y, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from deepfake_cli import __version__
-from deepfake_cli.calibration import Decision
+from deepfake_cli.metrics.calibration import Decision
 
 CLASSES = {"classes": {"0": "real", "1": "fake"}, "class_names": ["real", "fake"]}
 

@@ -12,20 +12,23 @@ skipped, never fatal; a missing input, a file of no known kind or an input holdi
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
-from deepfake_cli.artifacts import Model, load_models
+from deepfake_cli.store.artifacts import Model, load_models
 from deepfake_cli.data import LABEL_NAMES, ImageItem
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import compatibility_key
-from deepfake_cli.fileio import csv_text, to_json
+from deepfake_cli.store.features import compatibility_key
+from deepfake_cli.safety.fileio import csv_text, to_json
 from deepfake_cli.inference.device import resolve_device
 from deepfake_cli.inference.embed import embed
 from deepfake_cli.inference.mapper import BackboneSpec
 from deepfake_cli.inference.memory import collect_images
 from deepfake_cli.inference.runner import Runner
-from deepfake_cli.transforms import normalize_transform
+from deepfake_cli.data.transforms import normalize_transform
+from deepfake_cli.store.outputs import Target, is_feature_file, with_listed
 
 # p_fake: calibrated (the model's `p_fake`); label: p_fake >= threshold; score: the classifier's own p(fake)
 # before calibration; novelty: distance to the training features over their 99th percentile (> 1: beyond;
@@ -75,6 +78,36 @@ def _backbone_spec(meta: dict, weights: str | None) -> BackboneSpec:
     return BackboneSpec(meta["backbone"], weights if pretrained else None, meta.get("layers") or "last", pretrained)
 
 
+# what it writes and reads (the output guards, `store.outputs.writes`)
+
+def predict_targets(a: dict) -> list[Target]:
+    _refuse_feature_files(a.get("model"), a.get("paths") or [])
+    return [] if a.get("out") is None else [Target(a["out"], "predictions")]
+
+
+def predict_inputs(a: dict) -> list:
+    from deepfake_cli.store.artifacts import model_paths
+
+    model = a.get("model")
+    try:
+        models = model_paths(model) if model is not None and Path(model).is_dir() else [model]
+    except DeepfakeError:
+        models = [model]
+    paths = a.get("paths")
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or []) if isinstance(paths, (list, tuple)) else []
+    return models + with_listed([p for p in paths if isinstance(p, (str, os.PathLike))])
+
+
+def _refuse_feature_files(model, paths) -> None:
+    if model is not None and is_feature_file(model):
+        raise DeepfakeError(f"{model} is a feature file (written by `deepfake extract`), not a model; score feature "
+                            f"files with `deepfake eval MODEL --features {model}`.")
+    for p in paths:
+        if isinstance(p, (str, os.PathLike)) and is_feature_file(p):  # images in memory (the API) are no file
+            raise DeepfakeError(f"{p} is a feature file, not an image; predict scores image files: use "
+                                f"`deepfake eval {model} --features {p}` to score feature files.")
+
+
 def predict(model, inputs, weights: str | None = None, transform: str = "none", device: str = "auto",
             batch_size: int = 32, workers: int | None = None, runner: Runner | None = None,
             progress: Callable | None = None, backbones: dict | None = None) -> PredictResult:
@@ -110,7 +143,7 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
         elif i in bad:
             result.skipped.append({"path": it.rel, "reason": bad[i]})
     result.n_images = len(rows_by_item)
-    from deepfake_cli.prediction_checks import check
+    from deepfake_cli.stages.prediction_checks import check
 
     checks = check(result.rows, inputs, [m.name for m in models if "novelty" not in m.extras])
     result.summary, result.warnings, result.notes = checks.summary, checks.warnings, checks.notes

@@ -41,20 +41,20 @@ import torch
 from torch import nn
 
 from deepfake_cli import __version__
-from deepfake_cli.artifacts import MODEL_SUFFIX, load_model, save_model
-from deepfake_cli.calibration import Decision, calibrate_and_threshold
+from deepfake_cli.store.artifacts import MODEL_SUFFIX, load_model, save_model
+from deepfake_cli.metrics.calibration import Decision, calibrate_and_threshold
 from deepfake_cli.data import UnreadableImage, discover_many, read_item
 from deepfake_cli.data.decode import check_shorter_resize
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.features import FeatureSet
-from deepfake_cli.model_card import ModelCard, model_inputs, split_fields
-from deepfake_cli.novelty import fit_reference_of
-from deepfake_cli.outputs import Target, extract_inputs, writes
+from deepfake_cli.store.features import FeatureSet
+from deepfake_cli.store.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.metrics.novelty import fit_reference_of
+from deepfake_cli.store.outputs import Target, dataset_inputs, writes
 from deepfake_cli.safety.atomic import atomic_path
 from deepfake_cli.safety.digest import json_digest
-from deepfake_cli.scoring import binary_scores
-from deepfake_cli.splits import TrainSplit, train_val_split
-from deepfake_cli.transforms import Transform, normalize_transform
+from deepfake_cli.metrics.scoring import binary_scores
+from deepfake_cli.stages.splits import TrainSplit, train_val_split
+from deepfake_cli.data.transforms import Transform, normalize_transform
 
 CHECKPOINT_FORMAT = "deepfake-cli/finetune-checkpoint"
 CHECKPOINT_SUFFIX = ".checkpoint"
@@ -111,7 +111,7 @@ class FinetuneSummary:
 def output_paths(out: str | Path, arch: str) -> tuple[Path, Path, Path]:
     """(model file, trunk file, checkpoint): `OUT`, `OUT` with suffix .safetensors, `OUT.checkpoint`;
     a folder as `out` (an existing one, or a name ending in "/") gets `finetuned-<arch>.model` in it."""
-    from deepfake_cli.outputs import names_folder
+    from deepfake_cli.store.outputs import names_folder
 
     if names_folder(out):
         out = Path(out) / f"finetuned-{arch}{MODEL_SUFFIX}"
@@ -130,7 +130,7 @@ def finetune_targets(a: dict) -> list[Target]:
 
 def finetune_inputs(a: dict) -> list:
     """The datasets (as `extract` reads them) and the starting weights file."""
-    return [*extract_inputs(a), a.get("weights")]
+    return [*dataset_inputs(a), a.get("weights")]
 
 
 @writes(finetune_targets, finetune_inputs)  # never over an input or a foreign file; one writer per output
