@@ -3,9 +3,10 @@
     import deepfake_cli as dfc
 
 Every command that does work has a function here with the same arguments and defaults (options as
-keyword arguments; `--out` is `out=`), and the `deepfake` command line calls these same functions, so
-a script and the shell follow one code path and fail with the same one-line `DeepfakeError`. Nothing
-here prints or draws progress unless asked (`progress=True` writes a plain counter to stderr; a function
+keyword arguments; `--out` is `out=`): both are built from one declaration of the stage's options
+(`deepfake_cli.options`), and the `deepfake` command line calls these same functions, so a script and
+the shell follow one code path and fail with the same one-line `DeepfakeError` (an unknown keyword
+too). Nothing here prints or draws progress unless asked (`progress=True` writes a plain counter to stderr; a function
 may be given instead, called as the stage reports). torch, scikit-learn and the other heavy libraries are
 imported on first use, not by `import deepfake_cli`.
 
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.options import (AuditOptions, EmbedOptions, EngineOptions, EvalOptions, ExtractOptions, FitOptions,
+                                  PredictOptions, ReduceOptions, TrainOptions, api_function, make_runner)
 from deepfake_cli.store.outputs import writes
 
 
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # imported for the type hints only: importing this module sta
     from deepfake_cli.stages.predict import PredictResult
     from deepfake_cli.stages.reduce import ReduceSummary
     from deepfake_cli.stages.train import TrainResult
+    from deepfake_cli.recipes.fit import FitResult
 
 __all__ = [
     "extract", "reduce", "train", "evaluate", "predict", "audit",
@@ -128,12 +132,8 @@ def _pairs(param: Sequence[str] | dict | None) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the stages
 
-def extract(datasets: Sequence[str] = (), *, out: PathLike, backbone: str = "effnet-lite0", transform: str = "none",
-            batch_size: int = 32, workers: int = -1, engine: str = "local", ray_address: str | None = None,
-            model_workers: int | None = None, gpus_per_worker: float | None = None, device: str = "auto",
-            weights: str | None = None, layers: str = "last", seed: int = 0, real: str | None = None,
-            fake: str | None = None, name: str | None = None, align: str | None = None, dtype: str = "float32",
-            overwrite: bool = False, random_weights: bool = False, progress: Progress = False,
+@api_function(o=ExtractOptions, e=EngineOptions)
+def extract(datasets: Sequence[str] = (), *, o: ExtractOptions, e: EngineOptions, progress: Progress = False,
             on_start: Callable[[int, int], None] | None = None,
             warn: Callable[[str], None] | None = None) -> "ExtractSummary":
     """Extract backbone features of image datasets into one HDF5 file (`deepfake extract`).
@@ -146,28 +146,7 @@ def extract(datasets: Sequence[str] = (), *, out: PathLike, backbone: str = "eff
     datasets : list of str
         `[NAME=]PATH` each: a folder with real/ and fake/ (or 0_real/ and 1_fake/, nature/ and ai/)
         below it, `.tar` shards, or a `.txt`/`.csv` list. NAME defaults to the folder name.
-    out : path
-        The HDF5 feature file.
-    backbone : str
-        A name of `list_backbones()`, `open_clip:ARCH/TAG`, `timm:NAME`, or several joined with `+`.
-    transform : str
-        `none`, `blur`, `jitter`, `blur+jitter` (optionally `@P`), `jpeg:Q`, `resize:S`.
-    batch_size, workers, engine, ray_address, model_workers, gpus_per_worker, device, weights :
-        As the command's options (`workers=-1`: chosen from the CPU count; `device="auto"`: CUDA if present).
-    layers : str
-        `last`, `early`, `all` or block indices such as `"2,5"`.
-    seed : int
-        Seed of the random transforms.
-    real, fake, name : str, optional
-        One dataset given as two folders and a name, instead of `datasets`.
-    align : str, optional
-        `"SIZE:QUALITY"`: every image resized, cropped and re-encoded as JPEG first.
-    dtype : str
-        `float32` or `float16` storage.
-    overwrite : bool
-        Discard an existing output made another way.
-    random_weights : bool
-        Random backbone weights (speed tests only).
+    {options}
     progress : bool or callable
         True: a counter on stderr; a function: called as `progress(done, total)` after each batch.
     on_start, warn : callable, optional
@@ -188,51 +167,58 @@ def extract(datasets: Sequence[str] = (), *, out: PathLike, backbone: str = "eff
     (48, 24)
     """
     from deepfake_cli.stages.extract import extract as run
-    from deepfake_cli.inference.engines import create_runner
 
-    runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
-                           gpus_per_worker=gpus_per_worker, device=device)
+    runner = make_runner(e, workers=o.workers, device=o.device)
     counter = _callback(progress, "extract")
     if on_start is None and isinstance(counter, _Counter):
         on_start = counter.start
-    return run(list(datasets or []), backbone=backbone, out=str(out), transform=transform, batch_size=batch_size,
-               runner=runner, device=device, weights=weights, layers=layers, seed=seed, real=real, fake=fake,
-               name=name, align=align, dtype=dtype, overwrite=overwrite, pretrained=not random_weights,
-               progress=counter, on_start=on_start, warn=warn)
+    return run(list(datasets or []), backbone=o.backbone, out=str(o.out), transform=o.transform,
+               batch_size=o.batch_size, runner=runner, device=o.device, weights=o.weights, layers=o.layers,
+               seed=o.seed, real=o.real, fake=o.fake, name=o.name, align=o.align, dtype=o.dtype,
+               overwrite=o.overwrite, pretrained=not o.random_weights, progress=counter, on_start=on_start, warn=warn)
 
 
-def reduce(features: PathLike, *, method: str, out: PathLike, dim: int | None = None, variance: float | None = None,
-           hidden: str | Sequence[int] | None = None, epochs: int | None = None, lr: float | None = None,
-           param: Sequence[str] | dict | None = None, datasets: str | Sequence[str] | None = None, seed: int = 0,
-           device: str = "auto", write_features: PathLike | None = None, search: bool = False,
-           trials: int | None = None, time_budget: float | None = None, score: str | None = None,
-           trials_out: PathLike | None = None, test_size: float = 0.2, overwrite: bool = False) -> "ReduceSummary":
+@api_function(o=FitOptions)
+def fit(datasets: Sequence[str] = (), *, o: FitOptions, say: Callable[[str], None] | None = None,
+        progress: Progress = False) -> "FitResult":
+    """Two folders of images to a detector in one step (`deepfake fit`): extract the features (kept beside
+    the model for reuse), measure the classifier on a held-out part, then train the model written on every
+    image (its file records the held-out figure of the measuring twin).
+
+    Parameters
+    ----------
+    datasets : list of str
+        `[NAME=]PATH` each, as `extract` takes them, instead of or beside `real` / `fake`.
+    {options}
+    say : callable, optional
+        Hears each choice made, one sentence at a time (the backbone and why, features reused or written).
+    progress : bool or callable
+        True: a counter on stderr; a function: called as `progress(done, total)` during extraction.
+
+    Returns
+    -------
+    FitResult
+        `out` (the model), `features`, `backbone`, `classifier`, `heldout` (accuracy, n, n_correct, n_real,
+        n_fake, ci_low, ci_high), `threshold`, `n_images`, `warnings`, `predict_command`.
+    """
+    from deepfake_cli.recipes.fit import fit as run
+
+    return run(list(datasets or []), o, say=say, progress=_callback(progress, "extract"))
+
+
+@api_function(o=ReduceOptions)
+def reduce(features: PathLike, *, o: ReduceOptions) -> "ReduceSummary":
     """Fit a dimensionality reducer (PCA, autoencoder, ...) on a feature file and save it (`deepfake reduce`).
 
     Parameters
     ----------
     features : path
         A feature file written by `extract`.
-    method : str
-        A name of `list_reducers()`.
-    out : path
-        The reducer file to write (e.g. `pca32.reducer`), for `train(reducer=...)`.
-    dim, variance, hidden, epochs, lr : optional
-        Shorthands for the hyper-parameters of those names (`param={"dim": 32}` is the same).
-    param : list of "KEY=VALUE" or dict
-        Any hyper-parameter of the reducer (`list_reducers()` lists them).
-    datasets : "A,B" or list of str, optional
-        Fit on these datasets of the file only.
-    seed, device :
-        For reducers that take them.
-    write_features : path, optional
-        Also write the reduced features as a new feature file.
-    search, trials, time_budget, score, trials_out :
-        Random search over the method's hyper-parameters (`METHOD-search`), as the command's options.
-    test_size : float
-        For reducers that use labels: the part `train(test_size=...)` holds out is left out of the fit.
-    overwrite : bool
-        Replace existing outputs that are not reducer / feature files.
+    {options}
+
+    `dim`, `variance`, `hidden`, `epochs` and `lr` are shorthands for the hyper-parameters of those
+    names (`param={"dim": 32}` is the same); `search`, `trials`, `time_budget`, `score` and `trials_out`
+    run a random search over the method's hyper-parameters (the `METHOD-search` reducer).
 
     Returns
     -------
@@ -249,26 +235,26 @@ def reduce(features: PathLike, *, method: str, out: PathLike, dim: int | None = 
     from deepfake_cli.stages.reduce import reduce as run
     from deepfake_cli.reducers import REDUCERS
 
-    given = {"trials": trials, "time_budget": time_budget, "scoring": score}
-    if search:
+    method = o.method
+    given = {"trials": o.trials, "time_budget": o.time_budget, "scoring": o.score}
+    if o.search:
         if f"{method}-search" not in REDUCERS:
             searchable = [n[:-len("-search")] for n in REDUCERS.names() if n.endswith("-search")]
             raise DeepfakeError(f"--search is not available for {method}; it is for {', '.join(searchable)}.")
         method = f"{method}-search"
-    elif any(v is not None for v in given.values()) or trials_out:
+    elif any(v is not None for v in given.values()) or o.trials_out:
         raise DeepfakeError("--trials, --time-budget, --score and --trials-out go with --search.")
     # the shorthands are plain hyper-parameters: the chosen reducer's entry types and checks them
-    given.update({"dim": dim, "variance": variance, "hidden": hidden, "epochs": epochs, "lr": lr})
-    pairs = [f"{k}={_pair_value(v)}" for k, v in given.items() if v is not None] + _pairs(param)
-    return run(str(features), method, str(out), params=REDUCERS.parse_params(method, pairs), seed=seed,
-               device=device, datasets=_names(datasets), write_features=str(write_features) if write_features else None,
-               test_size=test_size, trials_out=str(trials_out) if trials_out else None, overwrite=overwrite)
+    given.update({"dim": o.dim, "variance": o.variance, "hidden": o.hidden, "epochs": o.epochs, "lr": o.lr})
+    pairs = [f"{k}={_pair_value(v)}" for k, v in given.items() if v is not None] + _pairs(o.param)
+    return run(str(features), method, str(o.out), params=REDUCERS.parse_params(method, pairs), seed=o.seed,
+               device=o.device, datasets=_names(o.datasets),
+               write_features=str(o.write_features) if o.write_features else None, test_size=o.test_size,
+               trials_out=str(o.trials_out) if o.trials_out else None, overwrite=o.overwrite)
 
 
-def train(features: PathLike, *, classifier: str | Sequence[str], out: PathLike, reducer: PathLike | None = None,
-          datasets: str | Sequence[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
-          device: str = "cpu", param: Sequence[str] | dict | None = None, calibration: str = "sigmoid",
-          overwrite: bool = False, progress: Progress = False) -> "list[TrainResult]":
+@api_function(o=TrainOptions)
+def train(features: PathLike, *, o: TrainOptions, progress: Progress = False) -> "list[TrainResult]":
     """Train classifiers on a feature file and save one model file each (`deepfake train`).
 
     A seeded, stratified part of each dataset (`test_size`) is held out for `evaluate`; a part of the rest
@@ -278,23 +264,7 @@ def train(features: PathLike, *, classifier: str | Sequence[str], out: PathLike,
     ----------
     features : path
         A feature file written by `extract`.
-    classifier : str or list of str
-        Names of `list_classifiers()` (`"lda,svm"`, `["lda", "svm"]`) or `"all"`.
-    out : path
-        The model file for one classifier; a folder receiving `<name>.model` for several.
-    reducer : path, optional
-        A reducer file from `reduce`, built into the model.
-    datasets : "A,B" or list of str, optional
-        Train on these datasets of the file only (default: all).
-    test_size, val_size, seed, device :
-        As the command's options.
-    param : list of "KEY=VALUE" / "NAME.KEY=VALUE", or dict
-        Hyper-parameters: `{"shrinkage": 0.1}` for every chosen classifier that takes it,
-        `{"svm": {"C": 10}}` for one.
-    calibration : str
-        How p_fake is calibrated on the validation part: `sigmoid` (Platt scaling), `isotonic` or `none`.
-    overwrite : bool
-        Replace an existing output that is not a model file.
+    {options}
     progress : bool or callable
         True: a line on stderr per classifier; a function: called with each classifier's name.
 
@@ -318,10 +288,11 @@ def train(features: PathLike, *, classifier: str | Sequence[str], out: PathLike,
             sys.stderr.write(f"training {name} ...\n")
     else:
         callback = progress if callable(progress) else None
-    names = parse_classifier_names(classifier if isinstance(classifier, str) else ",".join(classifier))
-    return run(str(features), names, str(out), reducer=str(reducer) if reducer else None, datasets=_names(datasets),
-               test_size=test_size, val_size=val_size, seed=seed, device=device, progress=callback,
-               params=parse_classifier_params(names, _pairs(param)), overwrite=overwrite, calibration=calibration)
+    names = parse_classifier_names(o.classifier if isinstance(o.classifier, str) else ",".join(o.classifier))
+    return run(str(features), names, str(o.out), reducer=str(o.reducer) if o.reducer else None,
+               datasets=_names(o.datasets), test_size=o.test_size, val_size=o.val_size, seed=o.seed, device=o.device,
+               progress=callback, params=parse_classifier_params(names, _pairs(o.param)), overwrite=o.overwrite,
+               calibration=o.calibration)
 
 
 @dataclass
@@ -340,29 +311,23 @@ class Evaluation:
         return matrix(self.rows)
 
 
-def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequence[PathLike],
-             out: PathLike | None = None, overwrite: bool = False, raw_csv: bool = False) -> Evaluation:
+@api_function(o=EvalOptions)
+def evaluate(models: PathLike | Sequence[PathLike], *, o: EvalOptions) -> Evaluation:
     """Score models within-dataset (their held-out images) and across datasets (`deepfake eval`).
 
     Parameters
     ----------
     models : path or list of paths
         Model files, or folders of `*.model` files.
-    features : path or list of paths
-        Feature files to score on (written with the models' backbone, layers and weights).
-    out : path, optional
-        A folder to write `eval.csv`, `eval.json`, `eval.md` and `eval_images.csv` into.
-    overwrite : bool
-        Replace files of those names in `out` that `eval` did not write.
-    raw_csv : bool
-        Write the CSV text cells as they are. By default a cell that a spreadsheet would run as a
-        formula (one starting with =, +, -, @, tab or CR, and not a number) gets a leading `'`.
+    {options}
 
     Returns
     -------
     Evaluation
         `rows`: one dict per (model, feature file, test dataset) with `accuracy`, its 95% interval,
-        `balanced_accuracy`, `roc_auc`, `n`, `kind` (within | cross), ...; `images`: one dict per scored
+        `balanced_accuracy`, `roc_auc`, `n`, `kind` (within | cross), the operating points (AUC and AP
+        intervals, `eer`, oracle `tpr_at_fpr_1` / `tpr_at_fpr_5` with intervals, deployed
+        `tpr_deployed_fpr_5` / `fpr_deployed_fpr_5`), `reals_pool`, ...; `images`: one dict per scored
         image; `notes`; `written`: the files written to `out`; `matrix()`: the accuracy matrix.
 
     Example
@@ -372,29 +337,27 @@ def evaluate(models: PathLike | Sequence[PathLike], *, features: PathLike | Sequ
     [('lda', 'cifake', 'within'), ('svm', 'cifake', 'within')]
     """
     models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
-    features = [features] if isinstance(features, (str, os.PathLike)) else list(features)
-    return _evaluate(models, features, out, overwrite=overwrite, raw_csv=raw_csv)
+    features = [o.features] if isinstance(o.features, (str, os.PathLike)) else list(o.features)
+    return _evaluate(models, features, o.out, overwrite=o.overwrite, raw_csv=o.raw_csv, reals=o.reals)
 
 
 @writes(_table("evaluate", "eval_targets"), _table("evaluate", "eval_inputs"))  # never over a model or feature file it reads; one writer per --out
 def _evaluate(models: list, features: list, out: PathLike | None, overwrite: bool = False,
-              raw_csv: bool = False) -> Evaluation:
+              raw_csv: bool = False, reals: str | None = None) -> Evaluation:
     from deepfake_cli.stages.evaluate import evaluate as run
     from deepfake_cli.stages.evaluate import write_outputs
 
     result = Evaluation()
     result.rows = run([m if not isinstance(m, os.PathLike) else str(m) for m in models], [str(f) for f in features],
-                      per_image=result.images, notes=result.notes)
+                      per_image=result.images, notes=result.notes, reals=reals)
     if out is not None and result.rows:
         result.written = list(write_outputs(result.rows, str(out), per_image=result.images, raw_csv=raw_csv))
     return result
 
 
-def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json_lines: bool = False,
-            weights: str | None = None, transform: str = "none", device: str = "auto", batch_size: int = 32,
-            workers: int = -1, engine: str = "local", ray_address: str | None = None,
-            model_workers: int | None = None, gpus_per_worker: float | None = None, overwrite: bool = False,
-            raw_csv: bool = False, progress: Progress = False) -> "PredictResult":
+@api_function(o=PredictOptions, e=EngineOptions)
+def predict(model: PathLike, paths: Images, *, o: PredictOptions, e: EngineOptions,
+            progress: Progress = False) -> "PredictResult":
     """Score image files with a model file (or a folder of them) (`deepfake predict`).
 
     For images in memory, and for arrays out, use `load_model(path)` and its `Detector` methods.
@@ -405,15 +368,7 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
         A model file, or a folder of `*.model` files (each scores every image).
     paths : path or list of paths
         Image files, folders (searched recursively), `.tar` shards and `.txt`/`.csv` lists.
-    out : path, optional
-        Also write the rows to this file: CSV, or JSON lines with `json_lines=True`.
-    weights, transform, device, batch_size, workers, engine, ray_address, model_workers, gpus_per_worker :
-        As the command's options (`transform` is the test-time transform, `none` by default).
-    overwrite : bool
-        Replace an existing `out` that is not a predictions file.
-    raw_csv : bool
-        Write the CSV's paths as they are. By default a cell that a spreadsheet would run as a formula
-        (one starting with =, +, -, @, tab or CR, and not a number) gets a leading `'`; JSON lines are raw.
+    {options}
     progress : bool or callable
         True: a counter on stderr; a function: called as `progress(done, total)`.
 
@@ -421,7 +376,11 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
     -------
     PredictResult
         `rows` (one dict per image and model: `path`, `p_fake`, `label`, `model`, ...), `skipped`
-        (unreadable images with the reason), `n_images`, `counts()`.
+        (unreadable images with the reason), `n_images`, `counts()`, and what the verdict rests on:
+        `evidence` (per model: training sets and counts, held-out accuracy with n and interval, how the
+        threshold was chosen, what it was never tested on; a zoo model's published figures) with
+        `evidence_lines` (the same in words) and `warnings` (thin evidence among them). With `json_lines`,
+        the last line is `{"evidence": ..., "warnings": [...]}`.
 
     Example
     -------
@@ -431,33 +390,26 @@ def predict(model: PathLike, paths: Images, *, out: PathLike | None = None, json
     """
     from deepfake_cli.inference.memory import as_inputs
 
-    inputs = as_inputs(paths)
-    return _predict(model, inputs, out=out, json_lines=json_lines, weights=weights, transform=transform, device=device,
-                    batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
-                    model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
-                    raw_csv=raw_csv, progress=progress)
+    return _predict(model, as_inputs(paths), o, e, progress, out=o.out, overwrite=o.overwrite)
 
 
 @writes(_table("predict", "predict_targets"), _table("predict", "predict_inputs"))  # --out never over an input; one writer per --out
-def _predict(model, paths: list, *, out, json_lines, weights, transform, device, batch_size, workers, engine,
-             ray_address, model_workers, gpus_per_worker, overwrite=False, raw_csv=False, progress=False):
+def _predict(model, paths: list, o: PredictOptions, e: EngineOptions, progress: Progress, *, out, overwrite=False):
     from deepfake_cli.safety.fileio import atomic_write_text
-    from deepfake_cli.inference.engines import create_runner
     from deepfake_cli.stages.predict import predict as run
     from deepfake_cli.stages.predict import to_csv, to_jsonl
 
-    runner = create_runner(engine, workers=workers, address=ray_address, model_workers=model_workers,
-                           gpus_per_worker=gpus_per_worker, device=device)
-    inputs = paths
+    runner = make_runner(e, workers=o.workers, device=o.device)
     res = run(str(model) if isinstance(model, os.PathLike) else model,
-              [str(p) if isinstance(p, os.PathLike) else p for p in inputs], weights=weights, transform=transform,
-              device=device, batch_size=batch_size, runner=runner, progress=_callback(progress, "predict"))
+              [str(p) if isinstance(p, os.PathLike) else p for p in paths], weights=o.weights, transform=o.transform,
+              device=o.device, batch_size=o.batch_size, runner=runner, progress=_callback(progress, "predict"))
     if out is not None:
-        atomic_write_text(out, to_jsonl(res.rows) if json_lines else to_csv(res.rows, raw=raw_csv))
+        atomic_write_text(out, to_jsonl(res.rows, evidence=res) if o.json_lines else to_csv(res.rows, raw=o.raw_csv))
     return res
 
 
-def audit(datasets: Sequence[str], *, align: str | None = None, folds: int = 5, seed: int = 0) -> "list[AuditResult]":
+@api_function(o=AuditOptions)
+def audit(datasets: Sequence[str], *, o: AuditOptions) -> "list[AuditResult]":
     """Shortcut audit: can file metadata alone (no pixels) tell real from fake? (`deepfake audit`).
 
     A depth-4 decision tree on header fields (format, JPEG tables, size, EXIF, file size, mode) is
@@ -468,10 +420,7 @@ def audit(datasets: Sequence[str], *, align: str | None = None, folds: int = 5, 
     ----------
     datasets : list of str
         `[NAME=]PATH` each, labelled as for `extract`.
-    align : str, optional
-        `"SIZE:QUALITY"`: audit the images as `extract(align=...)` would feed them.
-    folds, seed : int
-        Cross-validation folds and seed.
+    {options}
 
     Returns
     -------
@@ -486,7 +435,7 @@ def audit(datasets: Sequence[str], *, align: str | None = None, folds: int = 5, 
     """
     from deepfake_cli.stages.audit import audit as run
 
-    return run(list(datasets), seed=seed, folds=folds, align=align)
+    return run(list(datasets), seed=o.seed, folds=o.folds, align=o.align)
 
 
 # ----------------------------------------------------------------------------------- features, models
@@ -676,7 +625,7 @@ def load_model(path: PathLike, *, device: str = "auto", weights: str | None = No
     Parameters
     ----------
     path : path
-        A `.model` file.
+        A `.model` file, or a ready detector of the zoo: `"zoo:univfd"` (see `list_models()`).
     device : str
         Where the backbone runs: `auto`, `cpu` or `cuda`.
     weights : str, optional
@@ -698,22 +647,93 @@ def load_model(path: PathLike, *, device: str = "auto", weights: str | None = No
     """
     from deepfake_cli.store.artifacts import load_model as load
 
-    return Detector(load(str(path)), device=device, weights=weights, transform=transform, batch_size=batch_size,
-                    workers=workers)
+    return Detector(load(str(path), weights=weights), device=device, weights=weights, transform=transform,
+                    batch_size=batch_size, workers=workers)
 
 
-def embed(images: Images, *, backbone: str = "effnet-lite0", layers: str = "last", device: str = "auto",
-          weights: str | None = None, transform: str = "none", seed: int = 0, align: str | None = None,
-          batch_size: int = 32, workers: int | None = None, random_weights: bool = False,
-          progress: Progress = False) -> "tuple[np.ndarray, list[str]]":
+def list_datasets(paths: PathLike | Sequence[PathLike]) -> list[dict]:
+    """What discovery makes of dataset paths (`deepfake datasets`): the benchmark layout it recognised, and
+    per dataset its root, classes and counts, the real pool a fake-only set is paired with, and the
+    categories a ForenSynths generator holds.
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        `[NAME=]PATH` each, as `extract` takes them.
+
+    Returns
+    -------
+    list of dict
+        One per dataset: dataset, layout (`forensynths`, `univfd-diffusion`, `synthbuster`, `genimage` or
+        `folder`), root, real, fake, unlabelled, reals_pool, categories.
+
+    Example
+    -------
+    >>> [(d["dataset"], d["real"], d["fake"]) for d in dfc.list_datasets("examples/data/cifake_sd14")]
+    [('cifake_sd14', 24, 24)]
+    """
+    from deepfake_cli.data import discover_many
+    from deepfake_cli.data.layouts import describe
+
+    specs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return describe(discover_many([os.fspath(p) for p in specs]))
+
+
+def list_models() -> list[dict]:
+    """The model zoo: ready detectors, usable as `"zoo:NAME"` wherever a model file is (`deepfake models`).
+
+    Returns
+    -------
+    list of dict
+        One per entry: name, zoo_name, backbone, training_data, licence, published (the paper's figures,
+        not measured here), citation, measured_here, head file, sha256, source.
+
+    Example
+    -------
+    >>> [m["zoo_name"] for m in dfc.list_models()][0]
+    'zoo:univfd'
+    """
+    from deepfake_cli.zoo import list_models as run
+
+    return run()
+
+
+def import_head(name: str, file: PathLike, out: PathLike, *, weights: str | None = None,
+                overwrite: bool = False) -> Path:
+    """Write zoo entry `name` as a model file from your own copy of its head checkpoint (`deepfake import-head`).
+
+    Parameters
+    ----------
+    name : str
+        The zoo entry (`univfd`, `clipcues-synthclic`, ...).
+    file : path
+        The checkpoint; its sha256 and tensor shapes must be the entry's.
+    out : path
+        The `.model` file to write.
+    weights : str, optional
+        The backbone's weights file, recorded as `--weights` would be.
+    overwrite : bool
+        Replace an existing model file.
+
+    Returns
+    -------
+    Path
+        The model file written.
+    """
+    from deepfake_cli.zoo import import_head as run
+
+    return run(name, file, out, weights=weights, overwrite=overwrite)
+
+
+@api_function(o=EmbedOptions)
+def embed(images: Images, *, o: EmbedOptions, progress: Progress = False) -> "tuple[np.ndarray, list[str]]":
     """Features of images, computed exactly as `extract` computes them, without a feature file.
 
     Parameters
     ----------
     images :
         Paths, folders, PIL images, numpy arrays, torch tensors, or a list of them.
-    backbone, layers, device, weights, transform, seed, align, batch_size, workers, random_weights :
-        As for `extract`.
+    {options}
     progress : bool or callable
         True: a counter on stderr; a function: called as `progress(done, total)`.
 
@@ -741,14 +761,14 @@ def embed(images: Images, *, backbone: str = "effnet-lite0", layers: str = "last
     from deepfake_cli.data.transforms import normalize_transform
 
     items, _skipped = collect_images(images)
-    spec = BackboneSpec(backbone, weights, layers, not random_weights)
-    bb = spec.build(resolve_device(device))
+    spec = BackboneSpec(o.backbone, o.weights, o.layers, not o.random_weights)
+    bb = spec.build(resolve_device(o.device))
     X = np.full((len(items), int(bb.dim)), np.nan, dtype=np.float32)
     hashes = [""] * len(items)
     counter = _callback(progress, "embed")
     done = 0
-    for batch in run(bb, items, transform=normalize_transform(transform), seed=seed, align=align,
-                     batch_size=batch_size, device=device, workers=workers, spec=spec):
+    for batch in run(bb, items, transform=normalize_transform(o.transform), seed=o.seed, align=o.align,
+                     batch_size=o.batch_size, device=o.device, workers=o.workers, spec=spec):
         for row, (i, sha) in enumerate(zip(batch.indices, batch.sha256s)):
             X[i] = batch.features[row]
             hashes[i] = sha

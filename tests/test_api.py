@@ -31,7 +31,7 @@ runner = CliRunner()
 
 # docstring examples in reading order: each may use the files the ones before it wrote
 DOCTEST_ORDER = ["extract", "reduce", "train", "evaluate", "predict", "audit", "read_features", "load_model",
-                 "embed", "list_backbones", "list_classifiers", "list_reducers", "Detector.score",
+                 "embed", "list_backbones", "list_classifiers", "list_reducers", "list_models", "list_datasets", "Detector.score",
                  "Detector.predict_proba", "Detector.predict"]
 
 
@@ -131,7 +131,9 @@ def test_commands_call_the_api_functions():
     """The command functions call `api.<fn>` and never a stage function themselves."""
     calls = {"extract_cmd": "extract", "reduce_cmd": "reduce", "train_cmd": "train", "eval_cmd": "evaluate",
              "predict_cmd": "predict", "audit_cmd": "audit", "backbones_cmd": "list_backbones",
-             "classifiers_cmd": "list_classifiers", "reducers_cmd": "list_reducers"}
+             "classifiers_cmd": "list_classifiers", "reducers_cmd": "list_reducers", "models_cmd": "list_models",
+             "import_head_cmd": "import_head", "fit_cmd": "fit",
+             "datasets_cmd": "list_datasets"}
     stages = {"deepfake_cli.stages.extract", "deepfake_cli.stages.reduce", "deepfake_cli.stages.train", "deepfake_cli.stages.evaluate",
               "deepfake_cli.stages.audit"}
     found = {}
@@ -193,7 +195,7 @@ def test_detector_equals_cli_predict(docs_run, tmp_path):
     folder = copy_subset(example_set("forensynths_biggan"), tmp_path / "bg", 3)
     res = runner.invoke(app, ["predict", str(work / "models" / "lda.model"), str(folder), "--json"])
     assert res.exit_code == 0, res.output
-    cli = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    cli = [r for r in (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")) if "path" in r]
     assert len(cli) == 6
 
     det = dfc.load_model(work / "models" / "lda.model")

@@ -19,7 +19,8 @@ from tests.conftest import example_set
 
 # every registered backbone, built here with random weights, but the ViT-L / 518-pixel sized ones: they
 # are checked against the generic families in test_backbones_hub.py instead
-TOO_LARGE = {"clip-vit-l14", "dinov2-vit-b14"}
+TOO_LARGE = {"clip-vit-l14", "dinov2-vit-b14", "clip-vit-l14-preproj", "clip-vit-l14-336", "clip-vit-l14-336-preproj",
+             "clip-vit-l14-univfd", "clip-vit-l14-336-clipcues"}
 NAMES = [r["name"] for r in list_backbones() if r["family"] == "registered" and r["name"] not in TOO_LARGE]
 # one torch thread (a shared machine), and no user env var or cache reaches a test
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "clean_weights_env")
@@ -379,3 +380,34 @@ def test_device_argument_and_bad_device(images):
     assert out.dtype == torch.float32 and torch.equal(out, bb(x))
     with pytest.raises(DeepfakeError):
         create_backbone("lowlevel", device="nonsense")
+
+
+def test_preprocessing_is_torchvisions_bit_for_bit_without_importing_it():
+    """The resize and crop are written with PIL alone (importing torchvision costs 1.5 s of a one-image
+    predict); on every registered backbone's config and images of odd sizes, small and large, they give
+    torchvision's Compose([Resize, CenterCrop, ToTensor, Normalize]) exactly."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from deepfake_cli.backbones import get_config
+    from deepfake_cli.backbones._tower import make_transform
+
+    rng = np.random.default_rng(0)
+    sizes = [(32, 32), (17, 300), (300, 17), (248, 248), (641, 480), (224, 225), (1000, 333)]
+    modes = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+    checked = set()
+    for row in list_backbones():
+        cfg = get_config(row["name"])
+        if cfg.resize_mode not in ("shortest", "squash", "none") or (cfg.resize_mode, cfg.interpolation) in checked:
+            continue
+        checked.add((cfg.resize_mode, cfg.interpolation))
+        geometry = [] if cfg.resize_mode == "none" else [
+            T.Resize(cfg.resize if cfg.resize_mode == "shortest" else (cfg.resize, cfg.resize),
+                     interpolation=modes[cfg.interpolation], antialias=True)]
+        ref = T.Compose(geometry + [T.CenterCrop(cfg.input_size), T.ToTensor(), T.Normalize(cfg.mean, cfg.std)])
+        ours = make_transform(cfg)
+        for w, h in sizes:
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+            assert torch.equal(ours(img), ref(img)), (row["name"], w, h)
+    assert {"shortest", "none"} <= {m for m, _ in checked}

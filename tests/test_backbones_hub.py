@@ -384,8 +384,9 @@ def test_list_all_filters_and_marks_cached_weights(tmp_path):
     (clip_dir / "ViT-L-14.pt").write_bytes(b"x")
     cached = {r["name"] for r in list_backbones(all=True, cached=True)}
     # (the -quickgelu variant of the arch names the same OpenAI file)
+    # (the zoo's recipes of ViT-L/14, preproj and univfd, read the same file)
     assert cached == {"effnet-lite0", "lowlevel", "clip-vit-l14", "open_clip:ViT-L-14/openai",
-                      "open_clip:ViT-L-14-quickgelu/openai"}
+                      "open_clip:ViT-L-14-quickgelu/openai", "clip-vit-l14-preproj", "clip-vit-l14-univfd"}
 
 
 def test_cli_backbones_all_filter_json():
@@ -407,4 +408,6 @@ def test_plain_listing_imports_neither_hub_library():
     code = ("import sys; from deepfake_cli.backbones import list_backbones; rows = list_backbones(); "
             "print(len(rows), 'open_clip' in sys.modules, 'timm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.split() == ["7", "False", "False"]
+    from deepfake_cli.backbones import base
+
+    assert out.stdout.split() == [str(len(base._REGISTRY)), "False", "False"]  # every registered name, no hub

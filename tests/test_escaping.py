@@ -119,7 +119,8 @@ def test_raw_csv_json_and_the_api_keep_names_as_they_are(model, hostile, monkeyp
     raw = _rows(_ok(["predict", model, ".", "--device", "cpu", "--raw-csv"]).stdout)
     assert sorted(r["path"] for r in raw) == sorted(names)
     lines = _ok(["predict", model, ".", "--device", "cpu", "--json"]).stdout.splitlines()
-    assert sorted(json.loads(line)["path"] for line in lines) == sorted(names)  # JSON stays raw
+    rows = [r for r in map(json.loads, lines) if "path" in r]  # the last object is the verdict's evidence
+    assert sorted(r["path"] for r in rows) == sorted(names)  # JSON stays raw
     dfc.predict(model, ".", out=folder.parent / "api.csv", device="cpu")
     dfc.predict(model, ".", out=folder.parent / "api_raw.csv", device="cpu", raw_csv=True)
     assert sorted(r["path"] for r in _rows(_read(folder.parent / "api.csv"))) == \
@@ -191,8 +192,9 @@ def test_eval_md_tables_keep_their_columns_and_carry_no_html(evaluated):
     assert "<script>" not in md and "</style>" not in md
     assert "&lt;/style&gt;&lt;script&gt;x&lt;/script&gt;" in md
     widths = _table_widths(md)
-    assert len(widths) == 2 and all(len(set(w)) == 1 for w in widths), widths
-    assert widths[0][0] == 12 and widths[1][0] == 3  # results table; matrix: model + 2 test sets
+    assert len(widths) == 3 and all(len(set(w)) == 1 for w in widths), widths
+    # results table; matrix: model + 2 test sets; operating points
+    assert widths[0][0] == 12 and widths[1][0] == 3 and widths[2][0] == 9
     body = [_md_cells(line) for line in md.splitlines()[4:6]]
     assert {b[2] for b in body} == {PIPE_NAME, "&lt;/style&gt;&lt;script&gt;x&lt;/script&gt;"}
 

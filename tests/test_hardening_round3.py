@@ -128,7 +128,7 @@ def test_deeply_nested_or_mistyped_study_config_is_one_line(study_root, tmp_path
     cfg = study_root / "bad_ds.toml"
     cfg.write_text('[datasets]\nx = { real = 1, fake = "data/cifake/fake" }\n[grid]\nbackbones = ["lowlevel"]\n'
                    'classifiers = ["lda"]\n')
-    _refused(_cli("study", cfg, "--out", tmp_path / "o4", "-q"), "must be paths")
+    _refused(_cli("study", cfg, "--out", tmp_path / "o4", "-q"), "must be strings")
     assert not any(p.exists() for p in (tmp_path / f"o{i}" for i in range(1, 5)))
 
 

@@ -77,8 +77,10 @@ def test_predict_cli_csv_json_skips_and_summary(trained, tmp_path):
     res = runner.invoke(app, ["predict", str(model), str(folder / "fake"), "--json", "--out", str(out),
                               "--device", "cpu"])
     assert res.exit_code == 0 and res.stdout == ""
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    *lines, trailer = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 6 and all(0.0 <= d["p_fake"] <= 1.0 for d in lines)
+    # the last object is what the verdict rests on, per model
+    assert set(trailer) == {"evidence", "warnings"} and "lda" in trailer["evidence"]
 
 
 class ReversedDelivery:

@@ -32,12 +32,15 @@ SKIP = {
 }
 # Lines that need pretrained weights only the network provides: run when the weights are here (the
 # environment variable or a local cache), skipped otherwise (text in the line -> backbone it needs).
-NEEDS_WEIGHTS = {"--backbone clip-vit-b16": "clip-vit-b16", "clip.h5": "clip-vit-b16"}
+NEEDS_WEIGHTS = {"--backbone clip-vit-b16": "clip-vit-b16", "clip.h5": "clip-vit-b16",
+                 "zoo:univfd": "clip-vit-l14-univfd", "clip-vit-l14-univfd": "clip-vit-l14-univfd"}
 # What runs in place of the printed text, and why: the same command on less work, on 2 CPU cores.
 SUBSTITUTE = {
     "--epochs 10": ("--epochs 1", "ten epochs of fine-tuning take minutes on a CPU; one exercises the same path"),
     "make -C examples -j2": ("make -C examples -j2 BACKBONES=lowlevel CLASSIFIERS=lda",
                              "the Makefile's default grid (effnet-lite0 too, 3 classifiers) takes minutes"),
+    "--search --trials 6": ("--search --trials 2", "two trials exercise the same search; six take half a minute"),
+    "--search --score accuracy": ("--search --score accuracy --trials 2", "the same, with the accuracy score"),
 }
 # The study the test's examples/study.toml runs: the shipped file's datasets and format, a one-cell grid
 # (the shipped grid, 3 backbones x 2 x 2 transforms x 2 reducers x 3 classifiers, takes minutes).

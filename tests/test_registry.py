@@ -203,7 +203,7 @@ def test_a_classifier_and_a_reducer_added_at_run_time_go_through_every_stage(toy
 
     res = runner.invoke(app, ["predict", str(path), str(biggan), "--json", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    out = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    out = [r for r in (json.loads(line) for line in res.stdout.splitlines() if line.strip()) if "path" in r]
     assert len(out) == 16 and {r["model"] for r in out} == {"nearest-mean"}
     direct = predict(str(path), [str(biggan)], device="cpu").rows
     assert [r["p_fake"] for r in direct] == pytest.approx([r["p_fake"] for r in out])

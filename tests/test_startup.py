@@ -5,6 +5,7 @@ placeholders in every help, wide output to pipes and logs, `-q` / `--json`, `--l
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -123,15 +124,41 @@ def test_every_help_has_an_example_and_real_placeholders():
     assert top.exit_code == 0 and "--install-completion" in top.output and "--log" in top.output
 
 
-def test_output_to_a_pipe_is_not_wrapped_at_80_columns():
+def test_output_to_a_pipe_is_not_wrapped_at_80_columns_nor_hundreds_wide():
+    """Piped, tables fit 120 columns (cells wrap inside them: `deepfake classifiers | head` reads), while a
+    plain line (a summary, a path) is never wrapped, so `| grep` and log files hold whole lines."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     res = subprocess.run([sys.executable, "-m", "deepfake_cli", "classifiers"], capture_output=True, text=True,
                          env=env, cwd=REPO)
     assert res.returncode == 0, res.stderr
     width = max(len(line) for line in res.stdout.splitlines())
-    assert width > 120
-    # each classifier's description on one line: the table is as wide as its content needs
-    assert any("lda" in line and "shrinkage" in line.lower() for line in res.stdout.splitlines()) or width > 120
+    assert 80 < width <= 120
+    assert "lda" in res.stdout and "shrinkage" in res.stdout.lower()
+    from deepfake_cli.cli.common import PIPE_TABLE_WIDTH, _Console
+
+    out = io.StringIO()
+    con = _Console(file=out)
+    con.print("wrote " + "x" * 300 + ".h5", highlight=False)
+    assert ("wrote " + "x" * 300 + ".h5") in out.getvalue().splitlines()
+    for name in _commands():
+        if name in ("backbones", "classifiers", "reducers", "models"):
+            listing = runner.invoke(app, [name])
+            assert listing.exit_code == 0, (name, listing.output)
+            assert max(len(line) for line in listing.stdout.splitlines()) <= PIPE_TABLE_WIDTH, name
+
+
+# Commands whose only output is the listing or metadata asked for: `--json` but no `-q` (nothing to quieten)
+LISTINGS = {"info", "backbones", "classifiers", "reducers", "models", "datasets"}
+
+
+def test_every_command_that_prints_results_has_quiet_and_json():
+    """Over the registered commands, not a hand-kept list: a new command gets this check."""
+    group = get_command(app)
+    for name, cmd in group.commands.items():
+        flags = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+        assert "--json" in flags, name
+        if name not in LISTINGS:
+            assert {"-q", "--quiet"} <= flags, name
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +199,57 @@ def test_quiet_and_json_on_every_command_that_prints_results(small, tmp_path):
     for cmd in ("train", "reduce", "eval", "study"):
         out = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"}).output
         assert "--quiet" in out and "-q" in out and "--json" in out, cmd
+    res = runner.invoke(app, ["report", str(tmp_path / "st" / "results.csv"), "--out", str(tmp_path / "rep"), "--json",
+                              "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["report"].endswith("report.md")
+    res = runner.invoke(app, ["report", str(tmp_path / "st" / "results.csv"), "--out", str(tmp_path / "rep"), "-q"])
+    assert res.exit_code == 0 and "report ->" in res.stdout, res.output
+    res = runner.invoke(app, ["extract", str(small / "cifake"), "--backbone", "lowlevel", "--out",
+                              str(tmp_path / "again.h5"), "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["n_written"] == 16 and summary["datasets"]["cifake"] == {"real": 8, "fake": 8, "unknown": 0}
+    res = runner.invoke(app, ["predict", str(tmp_path / "q.model"), str(small / "cifake" / "fake"), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.stdout.strip().splitlines() if not line.startswith("#")]
+    assert len(rows) == 1 + 8 and "scored" not in res.stderr  # the CSV only
+    loud = runner.invoke(app, ["predict", str(tmp_path / "q.model"), str(small / "cifake" / "fake")])
+    assert "scored 8 image(s)" in loud.stderr
+    res = runner.invoke(app, ["audit", str(small / "cifake"), "--folds", "2", "-q"])
+    assert res.exit_code == 0 and "cifake" in res.stdout and "Rule:" not in res.stdout, res.output
+
+
+def test_info_on_a_model_file_shows_its_card(small, tmp_path):
+    f = str(small / "f.h5")
+    model = tmp_path / "lda.model"
+    assert runner.invoke(app, ["train", f, "--classifier", "lda", "--out", str(model), "-q"]).exit_code == 0
+    res = runner.invoke(app, ["info", str(model)])
+    assert res.exit_code == 0, res.output
+    assert "threshold" in res.stdout and "lowlevel" in res.stdout and "lda" in res.stdout
+    card = json.loads(runner.invoke(app, ["info", str(model), "--json"]).stdout)
+    assert card["kind"] == "model" and card["backbone"] == "lowlevel" and 0 <= card["threshold"] <= 1
+    reducer = tmp_path / "p.reducer"
+    assert runner.invoke(app, ["reduce", f, "--method", "pca", "--dim", "3", "--out", str(reducer)]).exit_code == 0
+    card = json.loads(runner.invoke(app, ["info", str(reducer), "--json"]).stdout)
+    assert card["kind"] == "reducer"
+    (tmp_path / "junk.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: neither
+    res = runner.invoke(app, ["info", str(tmp_path / "junk.zip")])
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_study_without_out_uses_a_folder_named_after_the_config(small, tmp_path, monkeypatch):
+    cfg = tmp_path / "conf" / "mini.toml"
+    cfg.parent.mkdir()
+    cfg.write_text(f'[datasets]\ncifake = "{small / "cifake"}"\n[grid]\nbackbones = ["lowlevel"]\n'
+                   'classifiers = ["lda"]\n[study]\ncross_dataset = false\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    res = runner.invoke(app, ["study", str(cfg), "-q"])
+    assert res.exit_code == 0, res.output
+    assert (work / "mini" / "results.csv").is_file()
+    assert f"study folder: {work / 'mini'}" in res.stderr
 
 
 def test_log_file_gets_everything_printed_and_errors(small, tmp_path):

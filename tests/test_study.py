@@ -208,7 +208,7 @@ def test_config_errors(tmp_path):
     ('seed = 1\n[datasets]\na = "x"\n[grid]\nbackbones = ["lowlevel"]\nclassifiers = ["lda"]\n',
      r"key\(s\) seed of .*bad2.toml stand outside any section"),
     ('[datasets]\na = { real = "x", fkae = "y" }\n[grid]\nbackbones = ["lowlevel"]\nclassifiers = ["lda"]\n',
-     r"unknown key\(s\) fkae in \[datasets\] a of .*bad2.toml; allowed: fake, real"),
+     r"unknown key\(s\) fkae in \[datasets\] a of .*bad2.toml; allowed: fake, path, real, reals"),
     ('[study]\nsed = 1\n[datasets]\na = "x"\n[grid]\nbackbones = ["lowlevel"]\nclassifiers = ["lda"]\n',
      r"unknown key\(s\) sed in \[study\] of"),
 ])

@@ -67,3 +67,29 @@ def test_align_gives_one_size_and_encoding():
     wide = Image.new("RGB", (300, 120), (10, 200, 30))
     out = align_image(wide, (64, 90))
     assert out.size == (64, 64) and out.mode == "RGB"
+
+
+def test_laundering_transforms_do_what_they_say():
+    """Issue 19 item 4: downscale by a factor, a fixed-sigma blur, and the chains of the laundering sweep."""
+    import numpy as np
+    from PIL import Image
+
+    from deepfake_cli.data.transforms import LAUNDERING, Transform, laundering_family, normalize_transform
+
+    src = Image.open(sorted((example_set("forensynths_biggan") / "fake").iterdir())[0]).convert("RGB")
+    half = Transform("scale:0.5")(src, "00" * 8)
+    assert half.size == (round(src.width / 2), round(src.height / 2))
+    a = np.asarray(src, dtype=float)
+    blurred = [np.asarray(Transform(f"blur:{s}")(src, "00" * 8), dtype=float) for s in (1, 3)]
+    # more sigma, less high-frequency energy (sum of squared neighbour differences)
+    energy = [np.square(np.diff(x, axis=1)).sum() for x in (a, *blurred)]
+    assert energy[0] > energy[1] > energy[2]
+    # deterministic: no randomness in a fixed-severity step
+    assert np.array_equal(np.asarray(Transform("blur:2")(src, "00" * 8)), np.asarray(Transform("blur:2")(src, "ff" * 8)))
+    chain = Transform("scale:0.5+jpeg:75")(src, "00" * 8)
+    assert chain.size == half.size and not np.array_equal(np.asarray(chain), np.asarray(half))
+    for family, specs in LAUNDERING.items():
+        assert [laundering_family(normalize_transform(s)) for s in specs] == [(family, i + 1) for i in range(len(specs))]
+    for bad in ("scale:1", "scale:0", "blur:0", "blur:-1", "scale:half"):
+        with pytest.raises(DeepfakeError):
+            normalize_transform(bad)

@@ -52,7 +52,10 @@ def test_predict_on_own_heldout_images_says_its_accuracy_and_does_not_warn(cifak
     for name in ("lda", "naive-bayes", "knn3"):
         m = load_model(cifake["models"] / f"{name}.model")
         res = predict(str(m.path), [str(cifake["held"])], device="cpu")
-        assert res.warnings == [], (name, res.warnings)
+        # no warning about the inputs; the model's own evidence is thin (a few validation images per class) and says so
+        assert [w for w in res.warnings if ": thin evidence: " not in w] == [], (name, res.warnings)
+        assert any(w.startswith(f"{name}: thin evidence: its threshold and calibration were chosen on ")
+                   for w in res.warnings)
         assert len(res.rows) == cifake["n_held"] >= 10
         for r in res.rows:
             assert r["threshold"] == m.threshold and r["label"] == ("fake" if r["p_fake"] >= m.threshold else "real")
@@ -98,7 +101,7 @@ def test_predict_cli_prints_threshold_true_label_and_closing_summary(cifake, tmp
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert set(lines[0]) == {"path", "p_fake", "label", "model", "threshold", "score", "novelty"}
-    assert "accuracy" not in res.stderr
+    assert "labelled image" not in res.stderr  # no accuracy summary (the model's own held-out figure is cited)
 
 
 def test_one_label_and_novelty_rules(tmp_path):

@@ -14,20 +14,53 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import transforms
 
 from ..data.decode import check_resize, shorter_side_size
 from ..errors import DeepfakeError
 from .base import RESIZE_MODES, BackboneConfig, parse_layers
 
-_INTERPOLATION = {
-    "bicubic": transforms.InterpolationMode.BICUBIC,
-    "bilinear": transforms.InterpolationMode.BILINEAR,
-    "nearest": transforms.InterpolationMode.NEAREST,
-    "lanczos": transforms.InterpolationMode.LANCZOS,
-    "box": transforms.InterpolationMode.BOX,
-    "hamming": transforms.InterpolationMode.HAMMING,
-}
+# resize_mode "none": no resize, only the centre crop of input_size (`BackboneConfig.preprocessing` records it,
+# so features made this way never mix with resized ones)
+CROP_ONLY = "none"
+
+# PIL's filters by the names configs use. The geometry below is torchvision's Resize / CenterCrop on PIL
+# images, written with PIL alone (the same PIL calls, so the same pixels: tests/test_zoo.py and the pinned
+# outputs compare them with torchvision bit for bit): importing torchvision costs 1.5 s, and scoring one
+# image must not pay it.
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX,
+             "hamming": Image.Resampling.HAMMING}
+
+
+def _resize(img: Image.Image, size: int | tuple[int, int], resample) -> Image.Image:
+    """torchvision `Resize(size)` on a PIL image: an int sets the shorter side (the longer one truncated as
+    torchvision computes it), a pair is (height, width)."""
+    w, h = img.size
+    if isinstance(size, int):
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = size, int(size * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    else:
+        new_h, new_w = size
+    if (new_w, new_h) == (w, h):
+        return img
+    return img.resize((new_w, new_h), resample)
+
+
+def _center_crop(img: Image.Image, size: int) -> Image.Image:
+    """torchvision `CenterCrop(size)` on a PIL image: a smaller side is first padded with black (0), the
+    odd pixel on the right / bottom; then the centre, offsets rounded as torchvision rounds them."""
+    w, h = img.size
+    if size > w or size > h:
+        left, top = ((size - w) // 2 if size > w else 0), ((size - h) // 2 if size > h else 0)
+        canvas = Image.new(img.mode, (w + max(size - w, 0), h + max(size - h, 0)), 0)
+        canvas.paste(img, (left, top))
+        img = canvas
+        w, h = img.size
+        if (w, h) == (size, size):
+            return img
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
 
 
 class Backbone(nn.Module):
@@ -62,19 +95,23 @@ class Backbone(nn.Module):
 
 def _geometry(config: BackboneConfig) -> list[Callable[[Image.Image], Image.Image]]:
     """The resize and crop (or pad) steps of `config`'s preprocessing, PIL in, PIL out."""
-    if config.interpolation not in _INTERPOLATION:
+    if config.interpolation not in _RESAMPLE:
         raise ValueError(f"unknown interpolation {config.interpolation!r}")
+    if config.resize_mode == CROP_ONLY:
+        # no resize: a centre crop of input_size at the image's own scale (UnivFD's published preprocessing);
+        # torchvision's CenterCrop pads a smaller side with black (0) first, as that code does
+        return [partial(_center_crop, size=config.input_size)]
     if config.resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize_mode {config.resize_mode!r}")
-    interp = _INTERPOLATION[config.interpolation]
+    resample = _RESAMPLE[config.interpolation]
     if config.resize_mode == "longest":
         # timm's crop_mode="border" / open_clip's resize_mode="longest": the whole image, padded
-        return [partial(_fit_longest_and_pad, resize=config.resize, crop=config.input_size, interp=interp,
+        return [partial(_fit_longest_and_pad, resize=config.resize, crop=config.input_size, resample=resample,
                         fill=config.fill)]
     target = config.resize if config.resize_mode == "shortest" else (config.resize, config.resize)
     return [partial(_check_budget, resize=config.resize, squash=config.resize_mode == "squash"),
-            transforms.Resize(target, interpolation=interp, antialias=True),
-            transforms.CenterCrop(config.input_size)]
+            partial(_resize, size=target, resample=resample),
+            partial(_center_crop, size=config.input_size)]
 
 
 def _check_budget(img: Image.Image, resize: int, squash: bool) -> Image.Image:
@@ -85,18 +122,13 @@ def _check_budget(img: Image.Image, resize: int, squash: bool) -> Image.Image:
 
 
 def make_transform(config: BackboneConfig) -> Callable[[Image.Image], torch.Tensor]:
-    """PIL RGB image -> normalised CHW float tensor (resize per `resize_mode`, centre crop): deterministic."""
-    tf = transforms.Compose(
-        _geometry(config) + [
-            transforms.ToTensor(),
-            transforms.Normalize(config.mean, config.std),
-        ]
-    )
+    """PIL RGB image -> normalised CHW float tensor (resize per `resize_mode`, centre crop): deterministic.
+    The operations of torchvision's Compose([Resize, CenterCrop, ToTensor, Normalize]), in `SplitTransform`'s
+    two halves (so the two paths cannot drift apart)."""
+    split = SplitTransform(config)
 
     def apply(img: Image.Image) -> torch.Tensor:
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        return tf(img)
+        return split.normalize(split.crop(img))
 
     return apply
 
@@ -120,10 +152,12 @@ class SplitTransform:
 
     def crop(self, img: Image.Image) -> torch.Tensor:
         if self._steps is None:
-            self._steps = transforms.Compose(_geometry(self.config))
+            self._steps = _geometry(self.config)
         if img.mode != "RGB":
             img = img.convert("RGB")
-        arr = np.array(self._steps(img), dtype=np.uint8, copy=True)  # HWC, as ToTensor reads it
+        for step in self._steps:
+            img = step(img)
+        arr = np.array(img, dtype=np.uint8, copy=True)  # HWC, as ToTensor reads it
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,13 +168,13 @@ class SplitTransform:
         return x.sub_(mean).div_(std)
 
 
-def _fit_longest_and_pad(img: Image.Image, resize: int, crop: int, interp, fill) -> Image.Image:
+def _fit_longest_and_pad(img: Image.Image, resize: int, crop: int, resample, fill) -> Image.Image:
     """Scale so the longer side is `resize` (aspect kept), then centre-crop or pad to crop x crop."""
     w, h = img.size
     ratio = max(w, h) / resize
     new_h, new_w = max(1, round(h / ratio)), max(1, round(w / ratio))
     check_resize(w, h, new_w, new_h)
-    img = transforms.functional.resize(img, [new_h, new_w], interpolation=interp, antialias=True)
+    img = _resize(img, (new_h, new_w), resample)
     canvas = Image.new("RGB", (crop, crop), tuple(int(f) for f in fill))
     w, h = img.size
     # offsets as timm's CenterCropOrPad: pad evenly, crop around the centre (a negative offset crops)

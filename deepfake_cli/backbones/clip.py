@@ -1,11 +1,17 @@
-"""CLIP image towers with OpenAI's weights (ViT-B/16, ViT-L/14), built with open_clip.
+"""CLIP image towers with OpenAI's weights (ViT-B/16, ViT-L/14, ViT-L/14 at 336 px), built with open_clip.
 
-Short names for `open_clip:ViT-B-16/openai` and `open_clip:ViT-L-14/openai` with their own weights
-environment variables; the tower, its loading and its layers are `openclip_models.build_tower`'s.
+Short names for `open_clip:ViT-B-16/openai`, `open_clip:ViT-L-14/openai` and `open_clip:ViT-L-14-336/openai`
+with their own weights environment variables; the tower, its loading and its layers are
+`openclip_models.build_tower`'s. Each also comes as NAME-preproj: the pooled class token after the final
+layer norm, before the projection (the tower's width: 768-d for B/16, 1024-d for L/14), which linear
+probes such as CLIP-Cues' are trained on. Two more names are the exact feature recipes of published heads
+(the model zoo, `deepfake models`): their preprocessing differs from CLIP's own, and the name keeps feature
+files made one way from mixing with the other.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .base import BackboneConfig, WeightsSource, register_backbone
@@ -79,3 +85,93 @@ def build_clip_vit_b16(config: BackboneConfig, weights_path: Path | None, layers
 @register_backbone(CLIP_VIT_L14)
 def build_clip_vit_l14(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
     return build_tower(config, weights_path, layers, "ViT-L-14", "openai")
+
+
+CLIP_VIT_L14_336 = BackboneConfig(
+    name="clip-vit-l14-336",
+    dim=768,
+    description="CLIP ViT-L/14 at 336 px (OpenAI) image embedding (768-d, projected CLS token, not L2-normalised). "
+    "Blocks 0-23: mean of patch tokens of each residual block (1024-d).",
+    input_size=336,
+    resize=336,
+    interpolation="bicubic",
+    mean=_CLIP_MEAN,
+    std=_CLIP_STD,
+    weights=WeightsSource(
+        file_name="ViT-L-14-336px.pt",
+        url=_OPENAI_URL + "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt "
+        "(or open_clip_model.safetensors from hf.co/timm/vit_large_patch14_clip_336.openai)",
+        env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_L14_336",
+        cache="clip",
+        hf_repo="timm/vit_large_patch14_clip_336.openai",
+        hf_files=_OPEN_CLIP_FILES,
+    ),
+    num_blocks=24,
+    early=(2, 6, 10),
+    block_pooling="mean of patch tokens (class token excluded)",
+)
+
+register_text_tower(CLIP_VIT_L14_336.name, "ViT-L-14-336", "openai")
+
+
+@register_backbone(CLIP_VIT_L14_336)
+def build_clip_vit_l14_336(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
+    return build_tower(config, weights_path, layers, "ViT-L-14-336", "openai")
+
+
+# --- the pooled output before the projection ---------------------------------------------------------------
+# The same towers, weights (file, environment variable, cache) and preprocessing; the final embedding is the
+# class token after ln_post, before `proj`. No text tower: prompts live in the projected space.
+
+def _preproj(config: BackboneConfig, width: int) -> BackboneConfig:
+    return replace(config, name=config.name + "-preproj", dim=width,
+                   description=config.description.split(" image embedding")[0]
+                   + f" pooled output before the projection ({width}-d: the class token after the final layer norm)."
+                   + " Blocks" + config.description.split(" Blocks", 1)[1])
+
+
+def _register_preproj(config: BackboneConfig, width: int, arch: str) -> BackboneConfig:
+    variant = _preproj(config, width)
+
+    @register_backbone(variant)
+    def build(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
+        return build_tower(config, weights_path, layers, arch, "openai", pre_projection=True)
+
+    return variant
+
+
+CLIP_VIT_B16_PREPROJ = _register_preproj(CLIP_VIT_B16, 768, "ViT-B-16")
+CLIP_VIT_L14_PREPROJ = _register_preproj(CLIP_VIT_L14, 1024, "ViT-L-14")
+CLIP_VIT_L14_336_PREPROJ = _register_preproj(CLIP_VIT_L14_336, 1024, "ViT-L-14-336")
+
+
+# --- published feature recipes (the model zoo's heads take exactly these features) --------------------------
+
+# UnivFD (Ojha et al., CVPR 2023), its validate.py: no resize, CenterCrop(224), CLIP's mean/std, on the
+# projected embedding. An image smaller than 224 px on a side is padded with black (0) to 224 by the crop,
+# as torchvision's CenterCrop does in their code; larger images are cropped at their own scale.
+CLIP_VIT_L14_UNIVFD = replace(
+    CLIP_VIT_L14, name="clip-vit-l14-univfd", resize_mode="none",
+    description="CLIP ViT-L/14 (OpenAI) image embedding (768-d, projected) with UnivFD's preprocessing: no resize, "
+    "centre crop 224 at the image's own scale (a side under 224 px is padded with black, as torchvision's "
+    "CenterCrop does). Blocks 0-23: mean of patch tokens (1024-d).")
+
+# CLIP-Cues (Willi et al.), its feature extractor: Resize(336) (torchvision's default bilinear), CenterCrop(336),
+# CLIP's mean/std, on the pooled output before the projection (1024-d).
+CLIP_VIT_L14_336_CLIPCUES = replace(
+    CLIP_VIT_L14_336_PREPROJ, name="clip-vit-l14-336-clipcues", interpolation="bilinear",
+    description="CLIP ViT-L/14 at 336 px (OpenAI) pooled output before the projection (1024-d) with CLIP-Cues' "
+    "preprocessing: shorter side resized to 336 (bilinear), centre crop 336. Blocks 0-23: mean of patch "
+    "tokens (1024-d).")
+
+register_text_tower(CLIP_VIT_L14_UNIVFD.name, "ViT-L-14", "openai")
+
+
+@register_backbone(CLIP_VIT_L14_UNIVFD)
+def build_clip_vit_l14_univfd(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
+    return build_tower(config, weights_path, layers, "ViT-L-14", "openai")
+
+
+@register_backbone(CLIP_VIT_L14_336_CLIPCUES)
+def build_clip_vit_l14_336_clipcues(config: BackboneConfig, weights_path: Path | None, layers: str) -> "TowerBackbone":
+    return build_tower(config, weights_path, layers, "ViT-L-14-336", "openai", pre_projection=True)

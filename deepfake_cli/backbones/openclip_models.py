@@ -156,8 +156,12 @@ def _embed(model, x):
     return model(x)
 
 
-def build_tower(config: BackboneConfig, weights_path: Path | None, layers: str, arch: str, tag: str) -> "TowerBackbone":
-    """The image tower of open_clip `arch` (with the activation `tag` was trained with), weights loaded."""
+def build_tower(config: BackboneConfig, weights_path: Path | None, layers: str, arch: str, tag: str,
+                pre_projection: bool = False) -> "TowerBackbone":
+    """The image tower of open_clip `arch` (with the activation `tag` was trained with), weights loaded.
+
+    `pre_projection`: the final embedding is the pooled output before the projection (for OpenAI's ViTs the
+    class token after `ln_post`, the tower's width wide) instead of the projected embedding."""
     from ._tower import TowerBackbone
 
     visual = _build_visual(arch, tag)
@@ -166,8 +170,20 @@ def build_tower(config: BackboneConfig, weights_path: Path | None, layers: str, 
         if any(k.startswith("visual.") for k in sd):  # a whole CLIP (OpenAI or open_clip format)
             sd = {k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")}
         load_into(visual, sd, weights_path, config.name)
+    if pre_projection:
+        drop_projection(visual, config.name)
     blocks, dims, pools, _ = _blocks(visual)
     return TowerBackbone(config, visual, _embed, blocks, dims, pools, layers, weights_id="")
+
+
+def drop_projection(visual: "nn.Module", name: str) -> None:
+    """Make an open_clip ViT tower return its pooled output before the projection: its forward multiplies
+    by `proj` only when `proj` is not None (loaded first, so the checkpoint's `proj` is still checked)."""
+    from open_clip.transformer import VisionTransformer
+
+    if not isinstance(visual, VisionTransformer) or getattr(visual, "proj", None) is None:
+        raise DeepfakeError(f"Backbone {name}: the tower has no projection to leave out (only CLIP ViTs have one).")
+    visual.proj = None
 
 
 def _resolve(spec: str):

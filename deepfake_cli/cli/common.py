@@ -6,6 +6,7 @@ Nothing a user typed or a file named is ever read as rich markup: print such str
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -13,11 +14,18 @@ import sys
 import typer
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.table import Table
 from rich.text import Text
 
-# Width of output that is not a terminal (a pipe, a file, a test's capture): wide enough that a table row
-# or a long path stays on one line, so `deepfake eval ... | grep` and log files hold whole lines.
+# Width of output that is not a terminal (a pipe, a file, a test's capture): wide enough that a long path
+# or a summary line stays on one line, so `deepfake eval ... | grep` and log files hold whole lines.
 PIPE_WIDTH = 1000
+# ... except tables and panels, which rich pads out to the width: piped, they fit this many columns (cells
+# wrap inside their column) instead of lines of hundreds of characters (`deepfake classifiers | head`).
+PIPE_TABLE_WIDTH = 120
 
 
 class _Log:
@@ -63,7 +71,11 @@ class _Console(Console):
         Console.size.fset(self, new_size)
 
     def print(self, *objects, **kwargs) -> None:
-        super().print(*objects, **kwargs)
+        if (self._width is None and not self.is_terminal and not self._environ.get("COLUMNS", "").isdigit()
+                and "width" not in kwargs and any(isinstance(o, (Table, Panel)) for o in objects)):
+            super().print(*objects, width=PIPE_TABLE_WIDTH, **kwargs)
+        else:
+            super().print(*objects, **kwargs)
         if log.console is not None:
             log.console.print(*objects, **kwargs)
             log.file.flush()
@@ -75,10 +87,40 @@ err_console = _Console(stderr=True)
 
 # `-q` on every command that prints results: the results still print, the chatter around them does not
 QUIET = typer.Option("--quiet", "-q", help="No progress bars or notes: only the results, warnings and errors.")
-# `--raw-csv` on every command that writes CSV with names or paths in it (predict, eval, study)
-RAW_CSV = typer.Option("--raw-csv", help="Write CSV text cells as they are. By default a cell that a spreadsheet "
-                       "would run as a formula (starting with =, +, -, @, tab or CR, and not a number) gets a "
-                       "leading ' (JSON is always as it is).")
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a task, as rich estimates it from its recent updates ("-" before it knows)."""
+
+    def __init__(self, unit: str = "/s"):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-" if speed is None else f"{speed:.1f} {self.unit}", style="progress.data.speed")
+
+
+def make_progress(label: str | None = None, *, unit: str = "/s", info: bool = False, console: Console | None = None,
+                  disable: bool = False, transient: bool = False) -> Progress:
+    """Every command's progress bars: the task's name (or `label`), the bar, done/total, the rate, the time
+    elapsed and the ETA. The elapsed time ticks on its own (rich refreshes the bars 10 times a second),
+    so a long single step (a model loading, a study's last cell) still shows that the run is alive.
+    `info`: a column for a task's `info` field (loss, accuracy). Bars show on a terminal only."""
+    out = console or err_console
+    name = TextColumn(f"[bold]{escape(label)}[/]" if label else "[bold]{task.description}[/]")
+    extra = [TextColumn("{task.fields[info]}")] if info else []
+    return Progress(name, BarColumn(), MofNCompleteColumn(), *extra, RateColumn(unit), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), console=out, disable=disable or not out.is_terminal,
+                    transient=transient)
+
+
+@contextlib.contextmanager
+def heartbeat(what: str, *, disable: bool = False, console: Console | None = None):
+    """A bar without a total around one long step: its elapsed time ticks, so the run visibly lives."""
+    with make_progress(console=console, disable=disable, transient=True) as bar:
+        bar.add_task(what, total=None)
+        yield bar
 
 
 def print_json(obj) -> None:
@@ -153,3 +195,58 @@ def os_error_message(exc: OSError) -> str:
     if code == errno.ENAMETOOLONG:
         return f"file name too long:{where}"
     return f"system error: {exc.strerror or exc}{(':' + where) if where else ''}"
+
+
+# ----------------------------------------------------------------------- commands built from option groups
+
+def typer_command(**groups: type):
+    """Build a command's Typer options from option groups (`deepfake_cli/options.py`).
+
+    The decorated function takes one parameter per group (`o: ExtractOptions`) besides its own (arguments,
+    `-q`, `--json`); Typer sees each group's options instead, with the flags, defaults and help declared
+    there, and the function gets an instance of the group. Typer reads `inspect.signature` and the
+    annotations, so the wrapper carries a built `__signature__` and `__annotations__`."""
+    import functools
+    import inspect
+    import typing
+
+    from deepfake_cli.options import fields, help_text, required
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        # a group parameter's annotation names its class, which may be local to the caller: give it here
+        local = {p.annotation: groups[p.name] for p in sig.parameters.values()
+                 if p.name in groups and isinstance(p.annotation, str)}
+        hints = typing.get_type_hints(fn, localns=local, include_extras=True)
+        params = []
+        for p in sig.parameters.values():
+            if p.name in groups:
+                group = groups[p.name]
+                types = typing.get_type_hints(group)
+                for f in fields(group, "cli"):
+                    info = typer.Option(*f.metadata["flags"], help=help_text(f), **f.metadata["typer"])
+                    params.append(inspect.Parameter(
+                        f.name, inspect.Parameter.KEYWORD_ONLY, default=... if required(f) else f.default,
+                        annotation=typing.Annotated[types[f.name], info]))
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name]))
+        names = [q.name for q in params]
+        if len(set(names)) != len(names):  # two groups (or a group and the command) naming one option
+            raise ValueError(f"{fn.__name__}: an option is declared twice: {names}")
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            call = {}
+            for p in sig.parameters.values():
+                if p.name in groups:
+                    call[p.name] = groups[p.name](**{f.name: kwargs[f.name] for f in fields(groups[p.name], "cli")})
+                else:
+                    call[p.name] = kwargs[p.name]
+            return fn(**call)
+
+        del wrapper.__wrapped__  # typer must see the built signature, not the function's own
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {q.name: q.annotation for q in params}
+        return wrapper
+
+    return deco

@@ -20,6 +20,10 @@ EXAMPLES = {
     "study": "deepfake study examples/study.toml --out runs/study --jobs 2",
     "report": "deepfake report runs/study/results.csv --out runs/study/report",
     "audit": "deepfake audit examples/data/cifake_sd14 examples/data/forensynths_biggan --align 256:90",
+    "fit": "deepfake fit --real photos/ --fake generated/ --out detector.model",
+    "models": "deepfake models --json",
+    "datasets": "deepfake datasets CNN_synth_testset/",
+    "import-head": "deepfake import-head univfd fc_weights.pth --out univfd.model",
 }
 
 # Placeholders of option values, by parameter name; other options show their type (INT, FLOAT, PATH) or

@@ -2,106 +2,74 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
-from deepfake_cli.cli.common import console, err_console
+from deepfake_cli.cli.common import console, err_console, make_progress, print_json, typer_command
 from deepfake_cli.data.skips import summary_lines
-from deepfake_cli.data.transforms import TRANSFORM_HELP
+from deepfake_cli.options import EngineOptions, ExtractOptions, values
 
-# Shared with `audit`, `predict` and the study: what a PATH may be, and the Ray engine's options.
+# Shared with `audit`, `predict` and the study: what a PATH may be.
 SOURCES_HELP = ("a folder, a .tar shard or a folder of .tar shards (webdataset: KEY.jpg + KEY.cls), a .parquet file or "
                 "a folder of them ('image' and 'label' columns; other names as 'F.parquet?image=img&label=y'), or a "
                 ".txt/.csv list of image paths; labels from real/ + fake/, 0_real/ + 1_fake/ or nature/ + ai/ folders "
                 "anywhere below, a .csv 'label' column, a parquet 'label' column or .cls files (else unlabelled).")
-RAY_ADDRESS_HELP = ("--engine ray: the cluster, HOST:PORT (default: RAY_ADDRESS, else a local cluster for this run); "
-                    "ray:// (Ray Client) is not supported.")
-MODEL_WORKERS_HELP = "--engine ray: model actors (default 1)."
-GPUS_PER_WORKER_HELP = "--engine ray: GPUs per model actor (default 0: CPU; fractions share a GPU)."
 
 
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract_cmd)
     app.command("info")(info_cmd)
+    app.command("datasets")(datasets_cmd)
     app.command("backbones")(backbones_cmd)
 
 
-def _engines_help() -> str:
-    from deepfake_cli.inference.engines import ENGINES
-
-    return "; ".join(f"{name} ({desc})" for name, (_, desc) in ENGINES.items())
-
-
+@typer_command(o=ExtractOptions, e=EngineOptions)
 def extract_cmd(
     datasets: Annotated[Optional[list[str]], typer.Argument(
         metavar="[NAME=]PATH...", help=f"Datasets, optionally named NAME=PATH: {SOURCES_HELP}",
         show_default=False)] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone name; join several with '+' (see `deepfake backbones`).")] = "effnet-lite0",
-    out: Annotated[str, typer.Option("--out", "-o", help="Output HDF5 file (created, resumed, or appended to).")] = ...,
-    transform: Annotated[str, typer.Option(help=f"Transform before the backbone: {TRANSFORM_HELP}.")] = "none",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Reader processes: DataLoader workers (local engine) or read tasks at a "
-                                              "time (ray engine); -1: choose from the CPU count.")] = -1,
-    engine: Annotated[str, typer.Option(help=f"Where reading and the model run: {_engines_help()}.")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help=RAY_ADDRESS_HELP)] = None,
-    model_workers: Annotated[Optional[int], typer.Option(help=MODEL_WORKERS_HELP)] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_PER_WORKER_HELP)] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    weights: Annotated[Optional[str], typer.Option(help="Local weights file for the backbone (else env var, cache, hub).")] = None,
-    layers: Annotated[str, typer.Option(help="Which blocks to pool: last | early | all | comma-separated block indices.")] = "last",
-    seed: Annotated[int, typer.Option(help="Seed of the random transforms.")] = 0,
-    real: Annotated[Optional[str], typer.Option(help="Folder of real images (one dataset, with --fake/--name).")] = None,
-    fake: Annotated[Optional[str], typer.Option(help="Folder of generated images (one dataset, with --real/--name).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Name of the --real/--fake dataset.")] = None,
-    align: Annotated[Optional[str], typer.Option(help="SIZE:QUALITY: bring every image to SIZExSIZE and re-encode as JPEG "
-                                                      "at QUALITY, so format and size stop being cues.")] = None,
-    dtype: Annotated[str, typer.Option(help="Stored feature precision: float32 | float16.")] = "float32",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output (refused when it holds datasets this "
-                                            "command does not name: delete it to start from nothing; any other kind "
-                                            "of file is replaced) and discard any unfinished run.")] = False,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Random backbone weights (speed tests only).")] = False,
+    *,
+    o: ExtractOptions,
+    e: EngineOptions,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead (no progress "
+                                                          "bar).")] = False,
 ) -> None:
     """Extract backbone features of image datasets into one HDF5 file."""
     from deepfake_cli import api
 
-    bar = _ExtractBar(quiet)
+    bar = _ExtractBar(quiet or json_out)
     with bar.progress:
-        s = api.extract(datasets or [], out=out, backbone=backbone, transform=transform, batch_size=batch_size,
-                        workers=workers, engine=engine, ray_address=ray_address, model_workers=model_workers,
-                        gpus_per_worker=gpus_per_worker, device=device, weights=weights, layers=layers, seed=seed,
-                        real=real, fake=fake, name=name, align=align, dtype=dtype, overwrite=overwrite,
-                        random_weights=random_weights, progress=bar.update, on_start=bar.start,
+        s = api.extract(datasets or [], **values(o, e), progress=bar.update, on_start=bar.start,
                         warn=lambda line: err_console.print(f"[yellow]warning[/] {escape(line)}", highlight=False))
-    _print_summary(s, out)
+    if json_out:
+        print_json(s)
+        return
+    _print_summary(s, o.out)
 
 
 class _ExtractBar:
-    """The rich bar behind extract's `on_start` / `progress` callbacks, with this call's img/s."""
+    """The rich bar behind extract's `on_start` / `progress` callbacks (rate, elapsed time and ETA)."""
 
     def __init__(self, quiet: bool):
-        self.progress = Progress(TextColumn("[bold]extract[/]"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(), TextColumn("eta"),
-                                 TimeRemainingColumn(), console=err_console,
-                                 disable=quiet or not err_console.is_terminal, transient=False)
+        self.progress = make_progress("extract", unit="img/s", disable=quiet)
+        # until the first batch (finding the images, loading the model): a bar without a total whose
+        # elapsed time ticks, so a long start does not look like a hang
+        self.waiting = self.progress.add_task("extract", total=None)
 
     def start(self, total, resumed):
-        self.task = self.progress.add_task("extract", total=total, completed=resumed, rate="-")
-        self.t0, self.n0 = time.perf_counter(), resumed  # the rate counts this call's images only
+        self.progress.remove_task(self.waiting)
+        # the rate counts this call's images only: rich measures it from the updates, not from `resumed`
+        self.task = self.progress.add_task("extract", total=total, completed=resumed)
         if resumed:
             err_console.print(f"resuming: {resumed} of {total} images already extracted")
 
     def update(self, done, total):
-        dt = time.perf_counter() - self.t0
-        rate = f"{(done - self.n0) / dt:.1f}" if dt > 0 else "-"
-        self.progress.update(self.task, completed=done, rate=rate)
+        self.progress.update(self.task, completed=done)
 
 
 def print_skipped(rows: list[dict], name=lambda row: row["path"]) -> None:
@@ -126,13 +94,42 @@ def _print_summary(s, out: Path) -> None:
         + f"write {sec['write']:.1f}s)", highlight=False, markup=False)
 
 
-def info_cmd(features: Annotated[Path, typer.Argument(help="A feature file written by `deepfake extract`.")],
+def datasets_cmd(
+    paths: Annotated[list[str], typer.Argument(metavar="[NAME=]PATH...", help="Dataset paths as `extract` takes them.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show what discovery recognised in dataset paths: the benchmark layout (ForenSynths, UnivFD's
+    diffusion_datasets, Synthbuster, GenImage, or a plain folder), and per dataset its classes and counts,
+    the real pool a fake-only set is scored against, and a generator's categories."""
+    from deepfake_cli import api
+
+    rows = api.list_datasets(paths)
+    if json_out:
+        print_json(rows)
+        return
+    t = Table()
+    for col in ("dataset", "layout", "real", "fake", "unlabelled", "paired with reals of", "categories", "root"):
+        t.add_column(col, no_wrap=col in ("dataset", "layout"), justify="right" if col in ("real", "fake", "unlabelled")
+                     else "left")
+    for r in rows:
+        cats = ", ".join(f"{k} {v}" for k, v in r["categories"].items())
+        t.add_row(escape(r["dataset"]), r["layout"], str(r["real"]), str(r["fake"]), str(r["unlabelled"]),
+                  escape(r["reals_pool"] or ""), escape(cats), escape(r["root"]))
+    console.print(t)
+
+
+def info_cmd(features: Annotated[Path, typer.Argument(help="A feature file written by `deepfake extract`, or a model "
+                                                        "or reducer file (its model card).")],
              json_out: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False) -> None:
-    """Show what a feature file holds and what made it."""
+    """Show what a feature file holds and what made it, or a model's or reducer's card."""
     import json
+    import zipfile
 
     from deepfake_cli.store.features import summarize
 
+    if features.is_file() and zipfile.is_zipfile(features):  # models and reducers are skops zip archives
+        _card(features, json_out)
+        return
     meta = summarize(features)
     counts = meta["counts"]
     if json_out:
@@ -155,6 +152,37 @@ def info_cmd(features: Annotated[Path, typer.Argument(help="A feature file writt
     console.print(dt)
     for line in summary_lines(meta["skipped"], lambda row: f"{row['dataset']}/{row['path']}"):
         console.print(f"skipped {line}", highlight=False, markup=False)
+
+
+def _card(path: Path, json_out: bool) -> None:
+    """`info` on a model or reducer file: its metadata (the model card), loaded through the allowlist."""
+    from deepfake_cli.errors import DeepfakeError
+    from deepfake_cli.store.artifacts import load_artifact
+
+    try:
+        art = load_artifact(path, "model")
+    except DeepfakeError as exc:
+        if "is a deepfake-cli reducer" not in str(exc):
+            raise
+        art = load_artifact(path, "reducer")
+    if json_out:
+        print_json({"kind": art.kind, "name": art.name, **art.meta})
+        return
+    t = Table(title=escape(f"{path} ({art.kind} {art.name})"), show_header=False)
+    t.add_column(overflow="fold")
+    t.add_column(overflow="fold")
+    for key, value in art.meta.items():
+        t.add_row(escape(key), escape(_card_value(value)))
+    console.print(t)
+
+
+def _card_value(value, limit: int = 300) -> str:
+    import json
+
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def backbones_cmd(

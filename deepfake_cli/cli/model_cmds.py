@@ -10,9 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from deepfake_cli.cli.common import QUIET, RAW_CSV, console, echo, err_console, print_json, safe
-from deepfake_cli.cli.extract_cmds import GPUS_PER_WORKER_HELP, MODEL_WORKERS_HELP, RAY_ADDRESS_HELP, print_skipped
+from deepfake_cli.cli.common import QUIET, console, echo, err_console, make_progress, print_json, safe, typer_command
+from deepfake_cli.cli.extract_cmds import print_skipped
 from deepfake_cli.errors import DeepfakeError
+from deepfake_cli.options import EngineOptions, EvalOptions, PredictOptions, ReduceOptions, TrainOptions, values
 
 
 def register(app: typer.Typer) -> None:
@@ -31,36 +32,11 @@ def _split(text: Optional[str]) -> Optional[list[str]]:
     return items or None
 
 
+@typer_command(o=ReduceOptions)
 def reduce_cmd(
     features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
-    method: Annotated[str, typer.Option(help="Reducer name (see `deepfake reducers`).")] = ...,
-    out: Annotated[str, typer.Option("--out", "-o", help="Reducer file to write (e.g. pca64.reducer).")] = ...,
-    dim: Annotated[Optional[int], typer.Option(help="Output dimension: --param dim=N (defaults: `deepfake reducers`).")] = None,
-    variance: Annotated[Optional[float], typer.Option(help="Fraction of the variance to keep: --param variance=F.")] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes: --param hidden=512,128.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs: --param epochs=N.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate: --param lr=F.")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="Any hyper-parameter of the reducer, "
-                                                       "KEY=VALUE (repeatable; see `deepfake reducers`).")] = None,
-    datasets: Annotated[Optional[str], typer.Option(help="Fit on these datasets of the file only (A,B).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed, for reducers that take one.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda, for reducers that take a device.")] = "auto",
-    write_features: Annotated[Optional[Path], typer.Option(help="Also write the reduced features as a new HDF5 file.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs that are not a reducer / feature file "
-                                            "(never a file this command reads).")] = False,
-    search: Annotated[bool, typer.Option("--search", help="Random search over the method's hyper-parameters "
-                                         "(the `METHOD-search` reducer, e.g. autoencoder-search); keeps the best "
-                                         "trial and writes every trial as CSV.")] = False,
-    trials: Annotated[Optional[int], typer.Option(help="With --search: number of trials (--param trials=N).")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="With --search: start no trial after this many "
-                                                         "seconds (--param time_budget=S).")] = None,
-    score: Annotated[Optional[str], typer.Option(help="With --search: reconstruction (validation reconstruction "
-                                                 "error, default) or accuracy (validation accuracy of LDA on the "
-                                                 "codes; uses the labels).")] = None,
-    trials_out: Annotated[Optional[Path], typer.Option(help="With --search: the trials CSV (default: --out with "
-                                                       ".trials.csv).")] = None,
-    test_size: Annotated[float, typer.Option(help="For reducers that use labels (--score accuracy): leave out the "
-                                             "part `train --test-size` (same --seed) holds out.")] = 0.2,
+    *,
+    o: ReduceOptions,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead.")] = False,
 ) -> None:
@@ -68,10 +44,7 @@ def reduce_cmd(
     --score accuracy)."""
     from deepfake_cli import api
 
-    s = api.reduce(features, method=method, out=out, dim=dim, variance=variance, hidden=hidden, epochs=epochs, lr=lr,
-                   param=list(param or []), datasets=datasets, seed=seed, device=device, write_features=write_features,
-                   search=search, trials=trials, time_budget=time_budget, score=score, trials_out=trials_out,
-                   test_size=test_size, overwrite=overwrite)
+    s = api.reduce(features, **values(o))
     if json_out:
         print_json(s)
         return
@@ -99,27 +72,11 @@ def _print_trials(trials: list[dict], score: str) -> None:
     console.print(t)
 
 
+@typer_command(o=TrainOptions)
 def train_cmd(
     features: Annotated[Path, typer.Argument(help="Feature file written by `deepfake extract`.")],
-    classifier: Annotated[str, typer.Option(help="Classifier name(s), comma-separated, or 'all' (see `deepfake classifiers`).")] = ...,
-    # str, not Path: Path drops the trailing "/" that makes `--out models/` a folder
-    out: Annotated[str, typer.Option("--out", "-o", help="Model file for one classifier (a folder when it ends in "
-                                                         "'/' or exists); a folder receiving <name>.model per "
-                                                         "classifier for several.")] = ...,
-    reducer: Annotated[Optional[Path], typer.Option(help="Reducer file from `deepfake reduce`, built into the model.")] = None,
-    datasets: Annotated[Optional[str], typer.Option(help="Train on these datasets of the file only (A,B).")] = None,
-    test_size: Annotated[float, typer.Option(help="Fraction of each dataset held out of training for `eval`.")] = 0.2,
-    val_size: Annotated[float, typer.Option(help="Fraction of the training part used to choose the threshold.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the splits and of the classifiers.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu | cuda, for classifiers that take a device.")] = "cpu",
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="A classifier hyper-parameter, KEY=VALUE for "
-                                                       "every chosen classifier that takes KEY, or NAME.KEY=VALUE "
-                                                       "for one (repeatable; see `deepfake classifiers`).")] = None,
-    calibration: Annotated[str, typer.Option(help="How p_fake is calibrated on the validation part: sigmoid (Platt "
-                                                  "scaling), isotonic (for hundreds of validation images per class) or "
-                                                  "none (the classifier's own probability).")] = "sigmoid",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file that is not a model file "
-                                            "(never a file this command reads).")] = False,
+    *,
+    o: TrainOptions,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per trained model instead of "
                                                           "the table.")] = False,
@@ -130,9 +87,7 @@ def train_cmd(
     def progress(name):
         err_console.print(f"training {name} ...", highlight=False, markup=False)
 
-    results = api.train(features, classifier=classifier, out=out, reducer=reducer, datasets=datasets,
-                        test_size=test_size, val_size=val_size, seed=seed, device=device, param=list(param or []),
-                        calibration=calibration, overwrite=overwrite, progress=False if quiet or json_out else progress)
+    results = api.train(features, **values(o), progress=False if quiet or json_out else progress)
     if json_out:
         print_json(results)
         return
@@ -177,14 +132,11 @@ def _split_feature_files(models: list[Path], features: list[Path]) -> tuple[list
     return kept, features
 
 
+@typer_command(o=EvalOptions)
 def eval_cmd(
     models: Annotated[list[Path], typer.Argument(help="Model files, or folders of *.model files.")],
-    features: Annotated[list[Path], typer.Option("--features", "-f", help="Feature file(s) to score on: "
-                                                 "`--features A.h5 B.h5` or `-f A.h5 -f B.h5`.")] = ...,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for eval.csv, eval.json, eval.md, eval_images.csv.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace files of those names in --out that eval did not write "
-                                            "(never a file this command reads).")] = False,
-    raw_csv: Annotated[bool, RAW_CSV] = False,
+    *,
+    o: EvalOptions,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result rows as JSON instead of the tables.")] = False,
 ) -> None:
@@ -193,8 +145,8 @@ def eval_cmd(
 
     # `--features A.h5 B.h5` (the documented shape) leaves B.h5 among the positional models: an
     # HDF5 file is never a model (those are skops zip archives), so it goes back to the features.
-    models, features = _split_feature_files(models, list(features))
-    ev = api.evaluate(models, features=features, out=out, overwrite=overwrite, raw_csv=raw_csv)
+    models, features = _split_feature_files(models, list(o.features))
+    ev = api.evaluate(models, **{**values(o), "features": features})
     for note in ev.notes if not quiet else ():
         err_console.print(f"[yellow]note[/]: {safe(note)}", highlight=False)
     if not ev.rows:
@@ -248,53 +200,40 @@ def _accuracy_matrix(rk: list, ck: list, cells_by_key: dict) -> Table:
     return m
 
 
+@typer_command(o=PredictOptions, e=EngineOptions)
 def predict_cmd(
     model: Annotated[Path, typer.Argument(help="Model file (or a folder of *.model files: each scores every image).")],
     paths: Annotated[list[Path], typer.Argument(help="Image files, folders (searched recursively), .tar shards or folders "
                                                 "of them, .parquet files, and .txt/.csv lists of image paths.")],
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the rows to this file instead of stdout.")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="JSON lines instead of CSV.")] = False,
-    weights: Annotated[Optional[str], typer.Option(help="Backbone weights file (must be the ones the model was trained with).")] = None,
-    transform: Annotated[str, typer.Option(help="Test-time transform before the backbone (default none, whatever "
-                                                "the model was trained with).")] = "none",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="Reader processes: DataLoader workers (local engine) or read tasks at a "
-                                              "time (ray engine); -1: choose from the CPU count.")] = -1,
-    engine: Annotated[str, typer.Option(help="Where reading and the model run: local | ray (see `deepfake extract "
-                                             "--help`).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help=RAY_ADDRESS_HELP)] = None,
-    model_workers: Annotated[Optional[int], typer.Option(help=MODEL_WORKERS_HELP)] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help=GPUS_PER_WORKER_HELP)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file that is not a predictions file "
-                                            "(never a file this command reads).")] = False,
-    raw_csv: Annotated[bool, RAW_CSV] = False,
+    *,
+    o: PredictOptions,
+    e: EngineOptions,
+    quiet: Annotated[bool, QUIET] = False,
 ) -> None:
     """Score image files: one row per image with path, p_fake (calibrated), label (real|fake), model, threshold,
     score (uncalibrated), novelty (> 1: unlike the training data) and, for labelled folders, true_label."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from deepfake_cli import api
     from deepfake_cli.stages.predict import to_csv, to_jsonl
 
     # a live bar only on a terminal: piped or captured stderr stays the summary lines alone
-    bar = Progress(TextColumn("[bold]predict[/]"), BarColumn(), MofNCompleteColumn(), console=err_console,
-                   transient=True, disable=not err_console.is_terminal)
+    bar = make_progress("predict", unit="img/s", transient=True, disable=quiet)
     task = bar.add_task("predict", total=None)
     with bar:
-        res = api.predict(model, paths, out=out, json_lines=json_lines, weights=weights, transform=transform,
-                          device=device, batch_size=batch_size, workers=workers, engine=engine, ray_address=ray_address,
-                          model_workers=model_workers, gpus_per_worker=gpus_per_worker, overwrite=overwrite,
-                          raw_csv=raw_csv, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    if not out:
-        echo(to_jsonl(res.rows) if json_lines else to_csv(res.rows, raw=raw_csv))
+        res = api.predict(model, paths, **values(o, e),
+                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if not o.out:  # CSV rows stay rows (the evidence goes to stderr); JSON lines end with the evidence object
+        echo(to_jsonl(res.rows, evidence=res) if o.json_lines else to_csv(res.rows, raw=o.raw_csv))
     print_skipped(res.skipped)  # bounded: long names cut, a long list summarised by reason
-    counts = "; ".join(f"{m}: {c['fake']} fake, {c['real']} real" for m, c in res.counts().items())
-    err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
-                      + f", skipped {len(res.skipped)}" + (f"; wrote {out}" if out else ""), highlight=False, markup=False)
+    if not quiet:
+        counts = "; ".join(f"{m}: {c['fake']} fake, {c['real']} real" for m, c in res.counts().items())
+        err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
+                          + f", skipped {len(res.skipped)}" + (f"; wrote {o.out}" if o.out else ""), highlight=False,
+                          markup=False)
+        for line in res.evidence_lines:  # what the verdict rests on: training data, held-out accuracy, threshold
+            err_console.print(line, highlight=False, markup=False)
     for w in res.warnings:  # inputs unlike the training data; one label for a whole folder
         err_console.print(f"[yellow]warning[/] {safe(w)}", highlight=False)
-    for note in res.notes:
+    for note in res.notes if not quiet else ():
         err_console.print(f"[yellow]note[/] {safe(note)}", highlight=False)
     for line in res.summary:  # closing lines: accuracy on the inputs whose folders say their class
         err_console.print(line, highlight=False, markup=False)

@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from deepfake_cli.cli.common import QUIET, RAW_CSV, console, echo, err_console, print_json
+from deepfake_cli.cli.common import QUIET, console, echo, err_console, heartbeat, make_progress, print_json, safe, \
+    typer_command
 from deepfake_cli.cli.extract_cmds import SOURCES_HELP
+from deepfake_cli.options import AuditOptions, ReportOptions, StudyOptions, values
 
 
+def default_study_out(config: Path) -> Path:
+    """`study CONFIG` without --out: a folder named after the config in the current folder
+    (`examples/study.toml` -> `./study/`)."""
+    return Path.cwd() / Path(config).stem
+
+
+@typer_command(o=AuditOptions)
 def audit_cmd(
     datasets: Annotated[list[str], typer.Argument(
         metavar="[NAME=]PATH...",
         help=f"Datasets, optionally named NAME=PATH: {SOURCES_HELP}")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per dataset, one per line.")] = False,
-    align: Annotated[Optional[str], typer.Option(
-        "--align", metavar="SIZE:QUALITY",
-        help="Audit the images as `extract --align SIZE:QUALITY` would feed them (resized, cropped, JPEG re-encoded).")] = None,
-    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and the trees.")] = 0,
+    *,
+    o: AuditOptions,
     top: Annotated[int, typer.Option("--top", min=1, help="How many single cues to list per dataset.")] = 3,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per dataset, one per line.")] = False,
 ) -> None:
     """Shortcut audit: can file metadata alone (no pixels) tell real from fake?
 
@@ -33,19 +40,21 @@ def audit_cmd(
     from deepfake_cli import api
     from deepfake_cli.safety.fileio import to_json
 
-    results = api.audit(datasets, align=align, folds=folds, seed=seed)
+    with heartbeat("audit", disable=quiet or json_out):  # one long step: the elapsed time shows it is alive
+        results = api.audit(datasets, **values(o))
     if json_out:
         for r in results:
             echo(to_json(r.to_dict()) + "\n")
         return
-    console.print(_audit_table(results, align, top))
+    console.print(_audit_table(results, o.align, top))
     for r in results:
         if r.skipped:
             err_console.print(f"[yellow]{escape(r.dataset)}: skipped {len(r.skipped)} unreadable file(s)[/], e.g. "
                               f"{escape(r.skipped[0]['path'])}: {escape(r.skipped[0]['reason'])}", highlight=False)
         if r.flagged:
             console.print(_shortcut_warning(r))
-    console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
+    if not quiet:
+        console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
 
 
 def _audit_table(results, align: str | None, top: int):
@@ -90,29 +99,29 @@ def _shortcut_warning(r):
         title="[bold red]WARNING: shortcut in dataset[/]", border_style="red")
 
 
+@typer_command(o=StudyOptions)
 def study_cmd(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Study TOML (see examples/study.toml).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder: caches, results.csv/.json, figures/, report.md.")],
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes for reducers and cells.")] = 1,
-    raw_csv: Annotated[bool, RAW_CSV] = False,
+    *,
+    o: StudyOptions,
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead (no progress bars).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Run a grid of more than 1,000 cells (refused without it).")] = False,
 ) -> None:
     """Run a grid study: backbones x transforms x reducers x classifiers, within and cross dataset.
 
-    Every finished piece (features, reducers, models, evaluated cells) is cached under --out:
-    rerunning the same command resumes and redoes nothing that is done."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    Every finished piece (features, reducers, models, evaluated cells) is cached under --out (default: a
+    folder named after CONFIG in the current folder): rerunning the same command resumes and redoes
+    nothing that is done."""
     from deepfake_cli.study import run_study
     from deepfake_cli.study.runner import LARGE_GRID
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=quiet or json_out or not console.is_terminal,
-                  transient=False) as bars:
-        s = run_study(config, out, jobs=jobs, progress=_study_bars(bars), max_cells=None if yes else LARGE_GRID,
-                      raw_csv=raw_csv)
+    out = o.out if o.out is not None else default_study_out(config)
+    if o.out is None:
+        err_console.print(f"study folder: {safe(out)} (named after {safe(config.name)}; --out to choose)",
+                          highlight=False)
+    with make_progress(console=console, disable=quiet or json_out) as bars:
+        s = run_study(config, out, jobs=o.jobs, progress=_study_bars(bars), max_cells=None if o.yes else LARGE_GRID,
+                      raw_csv=o.raw_csv)
     if json_out:
         print_json(s)
         return
@@ -173,13 +182,13 @@ def _study_bars(bars):
     return _StudyBars(bars)
 
 
+@typer_command(o=ReportOptions)
 def report_cmd(
     results: Annotated[Path, typer.Argument(metavar="RESULTS_CSV", help="results.csv of `study` (or eval.csv of `eval`).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for figures/, report.md and report.html.")],
-    config: Annotated[Optional[Path], typer.Option(
-        "--config", help="Study TOML to embed in the report (default: config.toml beside RESULTS_CSV).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a report.md/report.html in --out that this tool "
-                                                 "did not write.")] = False,
+    *,
+    o: ReportOptions,
+    quiet: Annotated[bool, QUIET] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the files written as JSON instead.")] = False,
 ) -> None:
     """Draw the study figures (PNG and SVG), report.md and a self-contained report.html from a results table.
 
@@ -187,8 +196,13 @@ def report_cmd(
     curves and score histograms."""
     from deepfake_cli.report import render_report
 
-    path = render_report(results, out, config_path=config, overwrite=overwrite)
-    console.print(f"report -> {path} and {path.with_name('report.html')} (figures in {Path(out) / 'figures'})",
+    with heartbeat("report", disable=quiet or json_out):
+        path = render_report(results, o.out, config_path=o.config, overwrite=o.overwrite)
+    figures = Path(o.out) / "figures"
+    if json_out:
+        print_json({"report": str(path), "html": str(path.with_name("report.html")), "figures": str(figures)})
+        return
+    console.print(f"report -> {safe(path)} and {safe(path.with_name('report.html'))} (figures in {safe(figures)})",
                   highlight=False)
 
 

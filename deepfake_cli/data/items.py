@@ -53,6 +53,8 @@ class DatasetSpec:
     items: list[ImageItem] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reals_pool: str | None = None   # a fake-only set: the dataset whose reals it is scored against (data.layouts)
+    layout: str = ""                # the benchmark layout it came from ("" for a plain folder)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -19,7 +19,28 @@ DEFAULT_P = 0.5  # the study applied blur / jitter with probability 0.5
 BLUR_SIGMA = (0.1, 3.0)
 JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
 TRANSFORM_HELP = ("none | blur | jitter | blur+jitter (optionally @P, default P=0.5, e.g. blur@1.0) | "
-                  "jpeg:Q | resize:S; steps join with '+'")
+                  "jpeg:Q | resize:S | scale:F (downscale by F, 0<F<1) | blur:SIGMA (fixed Gaussian blur); "
+                  "steps join with '+'")
+
+# The laundering sweep (`study` `laundering = true`; issue 19): what sharing and re-posting do to an image, by
+# severity. Each is one test transform; a chain mimics a social platform (downscale, then JPEG).
+LAUNDERING = {
+    "jpeg": ["jpeg:95", "jpeg:85", "jpeg:75", "jpeg:65", "jpeg:50"],
+    "downscale": ["scale:0.75", "scale:0.5", "scale:0.25"],
+    "blur": ["blur:1", "blur:2", "blur:3"],
+    "resize+jpeg": ["scale:0.75+jpeg:85", "scale:0.5+jpeg:75", "scale:0.25+jpeg:65"],
+}
+
+
+def laundering_family(spec: str) -> tuple[str, int] | None:
+    """(family, severity rank from 1, mildest first) of a laundering transform, for the report's curves:
+    `jpeg:75` -> ("jpeg", 3), `scale:0.5` -> ("downscale", 2); "none" -> ("none", 0); None for any other."""
+    if spec == "none":
+        return "none", 0
+    for family, specs in LAUNDERING.items():
+        if spec in specs:
+            return family, specs.index(spec) + 1
+    return None
 
 
 def _rng(seed: int, digest: str, step: int) -> np.random.Generator:
@@ -28,9 +49,9 @@ def _rng(seed: int, digest: str, step: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # blur | jitter | jpeg | resize
+    kind: str  # blur | jitter | jpeg | resize | scale | sigma (blur:SIGMA)
     p: float = 1.0
-    value: int = 0
+    value: float = 0
 
     def apply(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         if rng.random() >= self.p:
@@ -54,6 +75,12 @@ class Step:
                 else:
                     img = TF.adjust_hue(img, h)
             return img
+        if self.kind == "sigma":
+            return img.filter(ImageFilter.GaussianBlur(radius=float(self.value)))
+        if self.kind == "scale":
+            w, h = img.size
+            return img.resize((max(1, round(w * self.value)), max(1, round(h * self.value))), Image.Resampling.BICUBIC,
+                              reducing_gap=None)
         if self.kind == "jpeg":
             return jpeg_roundtrip(img, self.value)
         if self.kind == "resize":
@@ -93,6 +120,10 @@ def _parse(spec: str) -> list[Step]:
         elif name.startswith(("jpeg:", "resize:")):
             kind, _, value = name.partition(":")
             steps.append(Step(kind, 1.0, int(value)))
+        elif name.startswith("scale:"):
+            steps.append(Step("scale", 1.0, float(name[6:])))
+        elif name.startswith("blur:"):  # a fixed sigma, always applied (the laundering sweep's blur)
+            steps.append(Step("sigma", 1.0, float(name[5:])))
     return steps
 
 
@@ -114,6 +145,15 @@ def normalize_transform(spec: str | None) -> str:
             parts.append(f"{name}@{prob:g}")
             continue
         kind, colon, value = name.partition(":")
+        if kind in ("scale", "blur") and colon and not at:
+            try:
+                f = float(value)
+            except ValueError:
+                f = -1.0
+            if kind == "scale" and 0.0 < f < 1.0 or kind == "blur" and 0.0 < f <= 50.0:
+                parts.append(f"{kind}:{f:g}")
+                continue
+            raise DeepfakeError(f"bad value in transform '{part}': scale:F takes 0<F<1, blur:SIGMA takes 0<SIGMA<=50.")
         if kind in ("jpeg", "resize") and colon and not at:
             try:
                 v = int(value)

@@ -102,6 +102,11 @@ def merge(out: Path, store: ShardStore, meta: dict, datasets: Sequence[DatasetSp
     roots = dict(existing.get("roots", {})) if existing else {}
     roots.update((ds.name, str(ds.root)) for ds in datasets)
     meta = dict(meta, roots=roots, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    # fake-only sets of a benchmark layout and the real pool each is scored against (data.layouts)
+    pools = dict(existing.get("reals_pools", {})) if existing else {}
+    pools.update((ds.name, ds.reals_pool) for ds in datasets if getattr(ds, "reals_pool", None))
+    if pools:
+        meta["reals_pools"] = pools
     items = [(ds.name, it) for ds in datasets for it in ds.items]
     skipped = list(existing["skipped"]) if existing else []
     hashes: list[tuple[str, str, str]] = []

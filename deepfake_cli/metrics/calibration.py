@@ -162,6 +162,7 @@ def calibrate_and_threshold(estimator, X_val, y_val, method: str = DEFAULT) -> D
     """Fit `method`'s calibration on the validation rows (X_val, y_val), then choose the threshold on the
     calibrated p_fake: the one step every model kind (train, finetune) takes. Without both classes in the
     validation part: no calibration, threshold 0.5, and a note saying so."""
+    from deepfake_cli.metrics.operating import thresholds_at_fpr
     from deepfake_cli.metrics.scoring import binary_scores, choose_threshold
 
     y_val = np.asarray(y_val).astype(int)
@@ -181,6 +182,8 @@ def calibrate_and_threshold(estimator, X_val, y_val, method: str = DEFAULT) -> D
     validation["ece"] = expected_calibration_error(y_val, p_val)
     validation["ece_uncalibrated"] = expected_calibration_error(y_val, raw)
     validation["threshold"] = threshold
+    # the cuts that keep false alarms at 1% / 5% of the validation reals: eval's deployed reading
+    validation["operating_thresholds"] = thresholds_at_fpr(p_val[y_val == 0])
     return Decision(float(threshold), cal, validation, _rule(cal))
 
 

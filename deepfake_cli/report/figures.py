@@ -505,8 +505,12 @@ def draw_figures(rows: list[dict], fig_dir: Path, pool: Pooling) -> list[Figure]
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures: list[Figure] = []
     with matplotlib.rc_context({"svg.hashsalt": "deepfake-report", "svg.fonttype": "path"}):
-        for make in FIGURES:
+        from deepfake_cli.report.protocols import fig_generators, fig_laundering  # built on this module's helpers
+
+        for make in [*FIGURES, fig_generators, fig_laundering]:
             fig, mpl_fig = make(rows, plt, pool)
+            if fig is None:  # a protocol's figure, for a table that did not run that protocol
+                continue
             if mpl_fig is not None:
                 mpl_fig.suptitle(fig.title, fontsize=11)
                 _save(mpl_fig, fig_dir / fig.name)

@@ -22,7 +22,8 @@ from deepfake_cli.store.outputs import artifact_kind, is_hdf5
 
 # Columns that stay text; every other column is parsed as a float (NaN when empty).
 TEXT_COLUMNS = {"model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
-                "train_transform", "test_transform", "layers", "align", "cell", "weights_id", "status", "features"}
+                "train_transform", "test_transform", "layers", "align", "cell", "weights_id", "status", "features",
+                "train_dataset", "protocol", "reals_pool"}
 REQUIRED = {"classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
             "train_transform", "test_transform", "n", "accuracy"}
 NUMERIC_REQUIRED = ("n", "accuracy")

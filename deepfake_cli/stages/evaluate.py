@@ -19,14 +19,16 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.store.features import COMPAT_KEYS, FeatureSet, describe, matching_options, mismatch, read_features
 from deepfake_cli.safety.fileio import atomic_write_text, csv_text, md_table, number_format, to_json
 from deepfake_cli.metrics.scoring import binary_scores
+from deepfake_cli.metrics.operating import columns as operating_columns
+from deepfake_cli.metrics.operating import deployed_points, operating_points
 from deepfake_cli.metrics.stats import group_matrix, wilson_interval
 from deepfake_cli.store.outputs import EVAL_FILES, Target
 
 COLUMNS = ["model", "classifier", "backbone", "reducer", "train_datasets", "test_dataset", "kind",
            "train_transform", "test_transform", "n", "n_real", "n_fake", "accuracy", "accuracy_ci_low",
            "accuracy_ci_high", "accuracy_real", "accuracy_fake", "balanced_accuracy", "roc_auc",
-           "average_precision", "threshold", "accuracy_at_0_5"]
-EXTRA_COLUMNS = ["features", "n_excluded_trained"]
+           "average_precision", "threshold", "accuracy_at_0_5", *operating_columns()]
+EXTRA_COLUMNS = ["features", "n_excluded_trained", "reals_pool"]
 
 
 def check_compatible(model: Model, meta: dict, features_name: str, n_dims: int) -> None:
@@ -79,13 +81,22 @@ def eval_inputs(a: dict) -> list:
     return found
 
 
-def evaluate(models, feature_files, per_image: list | None = None, notes: list | None = None) -> list[dict]:
+def evaluate(models, feature_files, per_image: list | None = None, notes: list | None = None,
+             reals: str | None = None, pool_files: dict | None = None) -> list[dict]:
     """One result row per (model, feature file, test dataset); columns COLUMNS + EXTRA_COLUMNS.
 
     `models`: Model objects, model paths or folders of models. If `per_image` is a list, one dict per
     scored image (model, features, test_dataset, kind, path, sha256, label, p_fake, and score: the
     classifier's own p(fake) before calibration) is appended to it.
     If `notes` is a list, a sentence is appended for each model that got no within-dataset row.
+    `reals`: the name of a dataset (in any of the feature files) whose real images are the pool that
+    fake-only test sets are scored against: such a set's row holds its fakes and the pool's reals (less
+    any the model trained on), so AUC, the TPR at the pool's FPR 1% / 5% and the TPR at the model's
+    threshold are defined; the row's `reals_pool` names the pool. Without it, a fake-only set of a benchmark
+    layout uses the pool its layout pairs it with (the feature file's `reals_pools`, `data.layouts`), and
+    any other gets its fake recall alone (`accuracy_fake`). `pool_files` ({feature file: the file holding
+    the real pool of its fake-only sets}, the study's way): each such set is paired with the reals of that
+    file, which is read but not scored.
     """
     loaded = expand_models(models)
     if not loaded:
@@ -93,6 +104,24 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
     if not feature_files:
         raise DeepfakeError("No feature files to evaluate on; pass --features FILE.")
     sets: list[tuple[str, FeatureSet]] = [(str(f), read_features(f)) for f in feature_files]
+    pools: dict[str, FeatureSet] = {}  # name -> its reals, read once
+
+    by_file = {str(f): read_features(p) for f, p in (pool_files or {}).items()}
+
+    def pool_for(fs: FeatureSet, ds: str, fname: str = "") -> tuple[str, FeatureSet] | None:
+        if fname in by_file:  # a pool file given for this file: its reals, whatever it names them
+            pool = by_file[fname]
+            reals_fs = pool.subset(pool.y == 0)
+            return (",".join(reals_fs.datasets), reals_fs) if len(reals_fs.y) else None
+        name = reals or (fs.meta.get("reals_pools") or {}).get(ds)  # the layout's pairing unless --reals says
+        if not name or name == ds:
+            return None
+        if name not in pools:
+            pools[name] = _real_pool(sets, name)
+        return name, pools[name]
+
+    if reals:
+        pool_for(sets[0][1], "")  # an unknown --reals name is refused before any work
     for model in loaded:  # refuse before computing anything
         for name, fs in sets:
             check_compatible(model, fs.meta, name, fs.X.shape[1])
@@ -118,8 +147,14 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
                 if not mask.any():
                     continue
                 sub = fs.subset(mask)
+                paired = pool_for(fs, ds, fname) if not (sub.y == 0).any() and (sub.y == 1).any() else None
+                if paired:  # a fake-only set: its fakes against the pool's reals the model never trained on
+                    reals_fs = paired[1].subset(~np.isin(paired[1].sha256, list(trained)))
+                    if len(reals_fs.y):
+                        sub = _concat(sub, reals_fs)
                 p = model.p_fake(sub.X)
                 rows.append(_row(model, fname, fs.meta, ds, kind, sub.y, p, excluded))
+                rows[-1]["reals_pool"] = paired[0] if paired else ""
                 if per_image is not None:
                     raw = model.score(sub.X).tolist()  # the classifier's own p(fake), before calibration
                     for path, sha, y, pf, sc in zip(sub.path.tolist(), sub.sha256.tolist(), sub.y.tolist(), p.tolist(),
@@ -130,6 +165,27 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
             notes.append(f"{model.name}: none of its held-out images (training datasets: {', '.join(train_sets)}) "
                          "are in these feature files, so it has no within-dataset row.")
     return rows
+
+
+def _real_pool(sets, name: str) -> FeatureSet:
+    """The real images of dataset `name`, from the first feature file that has it."""
+    for _, fs in sets:
+        if name in fs.datasets:
+            pool = fs.subset((fs.dataset == name) & (fs.y == 0))
+            if not len(pool.y):
+                raise DeepfakeError(f"--reals {name}: that dataset has no real images to serve as the pool.")
+            return pool
+    found = sorted({d for _, fs in sets for d in fs.datasets})
+    raise DeepfakeError(f"--reals {name}: no dataset of that name in the feature files (they hold: {', '.join(found)}).")
+
+
+def _concat(a: FeatureSet, b: FeatureSet) -> FeatureSet:
+    """Rows of `a` then `b` (same feature space; `a`'s metadata)."""
+    from dataclasses import replace
+
+    return replace(a, X=np.concatenate([a.X, b.X]), y=np.concatenate([a.y, b.y]),
+                   dataset=np.concatenate([a.dataset, b.dataset]), path=np.concatenate([a.path, b.path]),
+                   sha256=np.concatenate([a.sha256, b.sha256]))
 
 
 def _row(model: Model, fname: str, fmeta: dict, ds: str, kind: str, y, p, excluded: int) -> dict:
@@ -150,8 +206,20 @@ def _row(model: Model, fname: str, fmeta: dict, ds: str, kind: str, y, p, exclud
         "balanced_accuracy": s["balanced_accuracy"], "roc_auc": s["roc_auc"],
         "average_precision": s["average_precision"], "threshold": thr,
         "accuracy_at_0_5": binary_scores(y, p, 0.5)["accuracy"],
+        **operating(y, p, (model.meta.get("validation") or {}).get("operating_thresholds") or {}),
         "features": fname, "n_excluded_trained": excluded,
     }
+
+
+def operating(y, p, thresholds: dict) -> dict:
+    """The operating-point columns of a result row (`metrics.operating`): intervals of AUC and AP, the EER,
+    the oracle TPR at FPR 1% / 5% (threshold set on these reals), and the deployed reading at the
+    thresholds the model stored (NaN for a model that stored none: files made before they were kept)."""
+    row = {c: float("nan") for c in operating_columns()}
+    op = operating_points(y, p)
+    row.update({k: v for k, v in op.items() if k in row})
+    row.update(deployed_points(y, p, thresholds))
+    return row
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -184,6 +252,14 @@ def matrix_title(cells: dict) -> str:
     return f"rows: model [training datasets], columns: test dataset; * = within; {n}"
 
 
+def _with_ci(r: dict, name: str) -> str:
+    """`0.9123 [0.8812, 0.9401]`, or the point alone where the interval is undefined."""
+    lo, hi = r.get(f"{name}_ci_low"), r.get(f"{name}_ci_high")
+    if not isinstance(lo, float) or lo != lo:
+        return _fmt(r.get(name))
+    return f"{_fmt(r.get(name))} [{lo:.4f}, {hi:.4f}]"
+
+
 def _fmt(v) -> str:
     """A Markdown cell: floats with 4 decimals (NaN as "nan")."""
     return f"{v:.4f}" if isinstance(v, float) else str(v)
@@ -201,8 +277,20 @@ def to_markdown(rows: list[dict]) -> str:
     rk, ck, cells = matrix(rows)
     with_n = mixed_sizes(cells)
     grid = [["model"] + ck] + [[k] + [matrix_cell(cells.get((k, c)), with_n) for c in ck] for k in rk]
+    ops = [["model", "test_dataset", "n_real", "n_fake", "AUC [95% CI]", "EER", "TPR@1%FPR oracle",
+            "TPR@5%FPR oracle", "TPR / FPR at the model's 5%-FPR cut (deployed)"]]
+    for r in rows:
+        ops.append([r["model"], r["test_dataset"], str(r["n_real"]), str(r["n_fake"]),
+                    _with_ci(r, "roc_auc"), _fmt(r.get("eer")), _with_ci(r, "tpr_at_fpr_1"), _with_ci(r, "tpr_at_fpr_5"),
+                    f"{_fmt(r.get('tpr_deployed_fpr_5'))} / {_fmt(r.get('fpr_deployed_fpr_5'))}"])
     lines = ["# Evaluation", "", md_table(table),
-             "", f"## Accuracy matrix ({matrix_title(cells)})", "", md_table(grid)]
+             "", f"## Accuracy matrix ({matrix_title(cells)})", "", md_table(grid),
+             "", "## Operating points", "",
+             "Oracle: the threshold set on each test set's own reals (comparable to AUC; no deployed detector could "
+             "choose it). Deployed: the threshold the model stored for 5% false alarms on its validation reals, "
+             "with the TPR and the FPR that occurred on the test set (nan: a model file made before these were "
+             "stored, or a class missing). Intervals: percentile bootstrap over images, 1,000 draws.", "",
+             md_table(ops)]
     return "\n".join(lines) + "\n"
 
 

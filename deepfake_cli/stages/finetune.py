@@ -42,12 +42,12 @@ from torch import nn
 
 from deepfake_cli import __version__
 from deepfake_cli.store.artifacts import MODEL_SUFFIX, load_model, save_model
-from deepfake_cli.metrics.calibration import Decision, calibrate_and_threshold
+from deepfake_cli.metrics.calibration import Decision, calibrate_and_threshold, calibrated_p_fake
 from deepfake_cli.data import UnreadableImage, discover_many, read_item
 from deepfake_cli.data.decode import check_shorter_resize
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.store.features import FeatureSet
-from deepfake_cli.store.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.store.model_card import ModelCard, heldout_record, model_inputs, split_fields
 from deepfake_cli.metrics.novelty import fit_reference_of
 from deepfake_cli.store.outputs import Target, dataset_inputs, writes
 from deepfake_cli.safety.atomic import atomic_path
@@ -546,8 +546,9 @@ def _finish(net, spec, run: _Run, images: _Images, split: TrainSplit, signature:
 
     progress.finishing("validation")
     backbone = backbone_name(trunk_path)
-    decision, reference, novelty = _validation_and_reference(pipe, backbone, images, split, run, workers)
-    card = _card(spec, run, signature, images, split, names, backbone, trunk_path)
+    decision, reference, novelty, heldout = _validation_and_reference(pipe, backbone, images, split, run, workers)
+    card = _card(spec, run, signature, images, split, names, backbone, trunk_path,
+                 {d.name: str(d.root) for d in datasets})
     summary = FinetuneSummary(model=model_path, trunk=trunk_path, backbone=backbone, arch=spec.name,
                               epochs=len(history), best_epoch=best_epoch, threshold=decision.threshold,
                               validation=decision.validation, history=history, n_fit=int(len(split.fit_idx)),
@@ -555,7 +556,7 @@ def _finish(net, spec, run: _Run, images: _Images, split: TrainSplit, signature:
     notes = decision.notes + ([] if len(split.val_idx) else ["no validation part: the last epoch kept"])
     meta = card.meta(name=model_path.stem, classifier="finetune", classifier_params=_classifier_params(spec, signature),
                      decision=decision, novelty=novelty, notes=notes, created=created,
-                     extra={"finetune": _finetune_fields(summary, spec, run, signature)})
+                     extra={"finetune": _finetune_fields(summary, spec, run, signature), "heldout": heldout})
     progress.finishing("model")
     save_model(model_path, pipe, meta, extras={"novelty": reference} if reference is not None else None)
     return summary
@@ -590,7 +591,7 @@ def _head_pipeline(net, signature: dict, history: list, best_epoch: int):
 
 
 def _validation_and_reference(pipe, backbone: str, images: _Images, split: TrainSplit, run: _Run,
-                              workers) -> tuple[Decision, dict | None, dict]:
+                              workers) -> tuple[Decision, dict | None, dict, dict | None]:
     """(calibration and threshold from the validation part, novelty reference and its description from the
     training part), on features computed through the written trunk exactly as eval/predict compute them,
     each image once."""
@@ -598,7 +599,14 @@ def _validation_and_reference(pipe, backbone: str, images: _Images, split: Train
     reference, novelty = fit_reference_of(len(split.tr_idx), lambda rows: features(split.tr_idx[rows]),
                                           seed=run.seed)
     decision = calibrate_and_threshold(pipe, features(split.val_idx), images.y[split.val_idx])
-    return decision, reference, novelty
+    held = np.flatnonzero(split.test_mask & (images.y >= 0))  # what predict cites: the held-out accuracy
+    heldout = None
+    if len(held):
+        p = calibrated_p_fake(pipe, decision.calibration, features(held))
+        sets = sorted(set(images.dataset[held].tolist()))
+        heldout = heldout_record(images.y[held], p, decision.threshold, sets,
+                                 "finetune: this model on the part of its sets held out of its training")
+    return decision, reference, novelty, heldout
 
 
 class _TrunkFeatures:
@@ -619,7 +627,7 @@ class _TrunkFeatures:
 
 
 def _card(spec, run: _Run, signature: dict, images: _Images, split: TrainSplit, names: list[str], backbone: str,
-          trunk: Path) -> ModelCard:
+          trunk: Path, roots: dict) -> ModelCard:
     """The model card's shared part: the trunk's features (no reducer) and the split, as `train` writes them."""
     from deepfake_cli.backbones.weights import weights_id
 
@@ -628,7 +636,7 @@ def _card(spec, run: _Run, signature: dict, images: _Images, split: TrainSplit, 
                           transform=signature["augment"], feature_seed=int(signature["seed"]), align=None,
                           reducer={"method": "none"})
     return ModelCard(inputs, split_fields(images.sha256, images.dataset, split, names, signature["test_size"],
-                                          signature["val_size"], signature["seed"]))
+                                          signature["val_size"], signature["seed"], y=images.y, roots=roots))
 
 
 def _classifier_params(spec, signature: dict) -> dict:

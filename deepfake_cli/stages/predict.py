@@ -7,6 +7,11 @@ augmentation/robustness setting, not part of the detector. Inputs are found by `
 (image files, folders, .tar shards, .txt/.csv lists); a row's `path` is the item's `rel` (a plain
 file's path as found, `<shard>.tar/<member>` for a tar member). Unreadable images are reported as
 skipped, never fatal; a missing input, a file of no known kind or an input holding no image is an error.
+
+Every result also carries the evidence of each model (`prediction_checks.evidence`: what it was trained on,
+its held-out accuracy, how its threshold was chosen, what it was never tested on), with a warning when that
+evidence is thin. The heavy imports (torch, the backbones, skops) happen inside `predict`, so the output guards
+(`predict_targets`) can refuse an input folder without an image before any of them, in well under a second.
 """
 
 from __future__ import annotations
@@ -17,18 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from deepfake_cli.store.artifacts import Model, load_models
+from typing import TYPE_CHECKING
+
 from deepfake_cli.data import LABEL_NAMES, ImageItem
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.store.features import compatibility_key
 from deepfake_cli.safety.fileio import csv_text, to_json
-from deepfake_cli.inference.device import resolve_device
-from deepfake_cli.inference.embed import embed
-from deepfake_cli.inference.mapper import BackboneSpec
-from deepfake_cli.inference.memory import collect_images
-from deepfake_cli.inference.runner import Runner
-from deepfake_cli.data.transforms import normalize_transform
 from deepfake_cli.store.outputs import Target, is_feature_file, with_listed
+
+if TYPE_CHECKING:  # torch comes with these; predict imports them when it runs
+    from deepfake_cli.inference.mapper import BackboneSpec
+    from deepfake_cli.inference.runner import Runner
+    from deepfake_cli.store.artifacts import Model
 
 # p_fake: calibrated (the model's `p_fake`); label: p_fake >= threshold; score: the classifier's own p(fake)
 # before calibration; novelty: distance to the training features over their 99th percentile (> 1: beyond;
@@ -52,6 +56,8 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)   # inputs unlike the training data; one label per folder
     notes: list[str] = field(default_factory=list)
     accuracy: dict = field(default_factory=dict)        # model -> {n, n_correct, accuracy, ci_low, ci_high}
+    evidence: dict = field(default_factory=dict)        # model -> prediction_checks.evidence(...)
+    evidence_lines: list[str] = field(default_factory=list)  # the evidence as sentences (stderr, CSV `# ` lines)
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -61,7 +67,7 @@ class PredictResult:
         return out
 
 
-def _check_backbone(model: Model, bb) -> None:
+def _check_backbone(model: "Model", bb) -> None:
     if bb.weights_id != model.meta.get("weights_id"):
         raise DeepfakeError(f"Model {model.name} was trained with {model.meta.get('backbone')} weights "
                             f"{model.meta.get('weights_id')}, but the weights found are {bb.weights_id}; "
@@ -72,7 +78,9 @@ def _check_backbone(model: Model, bb) -> None:
                             f"but backbone {bb.name} now preprocesses with {bb.preprocessing}.")
 
 
-def _backbone_spec(meta: dict, weights: str | None) -> BackboneSpec:
+def _backbone_spec(meta: dict, weights: str | None) -> "BackboneSpec":
+    from deepfake_cli.inference.mapper import BackboneSpec
+
     # Random weights (speed runs) are rebuilt from their seed; a combination marks each member.
     pretrained = "random" not in str(meta.get("weights_id", "")).split("+")
     return BackboneSpec(meta["backbone"], weights if pretrained else None, meta.get("layers") or "last", pretrained)
@@ -82,6 +90,7 @@ def _backbone_spec(meta: dict, weights: str | None) -> BackboneSpec:
 
 def predict_targets(a: dict) -> list[Target]:
     _refuse_feature_files(a.get("model"), a.get("paths") or [])
+    refuse_empty_folders(a.get("paths") or [])
     return [] if a.get("out") is None else [Target(a["out"], "predictions")]
 
 
@@ -108,8 +117,43 @@ def _refuse_feature_files(model, paths) -> None:
                                 f"`deepfake eval {model} --features {p}` to score feature files.")
 
 
+def refuse_empty_folders(paths) -> None:
+    """A folder input with no file that could hold an image (an image, a shard, a list, a parquet file)
+    anywhere below it: one line now, before the model and its backbone load (seconds). The walk stops at the
+    first such file, so a folder of images costs one directory read; anything subtler is `collect_files`'s."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    for p in paths if isinstance(paths, (list, tuple)) else []:
+        if isinstance(p, (str, os.PathLike)) and os.path.isdir(p) and not _holds_candidate(p):
+            raise DeepfakeError(f"no image found in {p}: the folder holds no image file (nor .tar shard, list or "
+                                ".parquet file); nothing to predict.")
+
+
+def _holds_candidate(folder) -> bool:
+    from deepfake_cli.data.walk import IMAGE_EXTENSIONS
+
+    kinds = set(IMAGE_EXTENSIONS) | {".tar", ".txt", ".csv", ".parquet", ".pq"}
+    stack, seen = [os.fspath(folder)], set()
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+            if (st.st_ino, st.st_dev) in seen:  # a link loop: collect_files names it in its message
+                return True
+            seen.add((st.st_ino, st.st_dev))
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir():
+                        stack.append(e.path)
+                    elif os.path.splitext(e.name)[1].lower() in kinds or ".tar" in e.name.lower():
+                        return True
+        except OSError:  # unreadable, or a dangling link: collect_files reports it as it does
+            return True
+    return False
+
+
 def predict(model, inputs, weights: str | None = None, transform: str = "none", device: str = "auto",
-            batch_size: int = 32, workers: int | None = None, runner: Runner | None = None,
+            batch_size: int = 32, workers: int | None = None, runner: "Runner | None" = None,
             progress: Callable | None = None, backbones: dict | None = None) -> PredictResult:
     """Score every image under `inputs` with the model file (or every model in a folder, or loaded `Model`s).
 
@@ -119,15 +163,28 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
     `backbones`: a dict the built backbones are kept in and taken from (key: how they were built), so a
     caller scoring many small inputs (`api.Detector`) builds each backbone once.
     """
+    from deepfake_cli.data.transforms import normalize_transform
+    from deepfake_cli.inference.memory import collect_images
+    from deepfake_cli.stages.prediction_checks import check, evidence, evidence_lines
+    from deepfake_cli.store.artifacts import load_models
+    from deepfake_cli.store.features import compatibility_key
+
+    refuse_empty_folders(inputs)  # as the output guards do, for callers that come here directly
     items, skipped = collect_images(inputs)  # every input checked (lists parsed) before any model loads
-    models = load_models(model)
+    models = load_models(model, weights=weights)  # a zoo model records the weights it will be given
     for m in models:
         if m.meta.get("features_reduced_by"):
             raise DeepfakeError(f"Model {m.name} was trained on features written by `deepfake reduce`; it cannot "
                                 "score raw images. Train on the original features with --reducer instead.")
     transform = normalize_transform(transform)
     result = PredictResult(skipped=list(skipped), models=[m.name for m in models])
+    for m in models:  # what each verdict rests on; thin evidence is a warning, as unlike inputs are
+        ev = evidence(dict(m.meta, name=m.name), inputs)
+        result.evidence[m.name] = ev
+        result.evidence_lines += evidence_lines(ev)
+    thin = [w for ev in result.evidence.values() for w in ev["warnings"]]
     if not items:
+        result.warnings = thin
         return result
     groups: dict[str, list[Model]] = {}
     for m in models:  # models that take the same features share one backbone pass
@@ -143,17 +200,18 @@ def predict(model, inputs, weights: str | None = None, transform: str = "none", 
         elif i in bad:
             result.skipped.append({"path": it.rel, "reason": bad[i]})
     result.n_images = len(rows_by_item)
-    from deepfake_cli.stages.prediction_checks import check
-
     checks = check(result.rows, inputs, [m.name for m in models if "novelty" not in m.extras])
-    result.summary, result.warnings, result.notes = checks.summary, checks.warnings, checks.notes
+    result.summary, result.warnings, result.notes = checks.summary, thin + checks.warnings, checks.notes
     result.accuracy = checks.accuracy
     return result
 
 
-def _score_group(group: list[Model], items: list[ImageItem], rows_by_item: dict, bad: dict, weights, transform,
+def _score_group(group: "list[Model]", items: list[ImageItem], rows_by_item: dict, bad: dict, weights, transform,
                  device, batch_size, workers, runner, progress, backbones=None) -> None:
     """Embed `items` once with the group's backbone; add each model's row per readable image."""
+    from deepfake_cli.inference.device import resolve_device
+    from deepfake_cli.inference.embed import embed
+
     meta = group[0].meta
     spec = _backbone_spec(meta, weights)
     # a runner that keeps the model elsewhere (Ray actors) needs it here only for checks: build it on the CPU
@@ -186,13 +244,25 @@ def _score_group(group: list[Model], items: list[ImageItem], rows_by_item: dict,
             progress(done, len(items))
 
 
-def to_csv(rows: list[dict], raw: bool = False) -> str:
-    """The rows as CSV; a path that a spreadsheet would run as a formula gets a leading ' unless `raw`."""
+def to_csv(rows: list[dict], raw: bool = False, evidence: "PredictResult | None" = None) -> str:
+    """The rows as CSV; a path that a spreadsheet would run as a formula gets a leading ' unless `raw`.
+    With `evidence` (a PredictResult): its evidence lines and warnings after the rows, each as a `# ` line
+    (after, not before: the header stays the first line, which is how a predictions file is recognised;
+    pandas reads the file with `comment="#"`)."""
     # repr keeps every digit of p_fake (str() of a numpy float may not)
-    return csv_text(rows, columns(rows), lambda col, v: repr(float(v)) if col in ("p_fake", "score", "threshold")
+    text = csv_text(rows, columns(rows), lambda col, v: repr(float(v)) if col in ("p_fake", "score", "threshold")
                     else ("" if v is None else str(v)), raw=raw)
+    if evidence is None:
+        return text
+    lines = evidence.evidence_lines + [f"warning: {w}" for w in evidence.warnings]
+    return text + "".join(f"# {' '.join(str(line).split())}\n" for line in lines)
 
 
-def to_jsonl(rows: list[dict]) -> str:
+def to_jsonl(rows: list[dict], evidence: "PredictResult | None" = None) -> str:
+    """One JSON object per row; with `evidence` (a PredictResult), a last line `{"evidence": {model: ...},
+    "warnings": [...]}` (the rows before it are unchanged)."""
     cols = columns(rows)
-    return "".join(to_json({k: r.get(k) for k in cols}) + "\n" for r in rows)
+    text = "".join(to_json({k: r.get(k) for k in cols}) + "\n" for r in rows)
+    if evidence is None:
+        return text
+    return text + to_json({"evidence": evidence.evidence, "warnings": evidence.warnings}) + "\n"

@@ -25,7 +25,7 @@ from typing import Callable
 
 from deepfake_cli.metrics import calibration as calib
 from deepfake_cli.store.artifacts import MODEL_SUFFIX, load_reducer, save_model
-from deepfake_cli.store.model_card import ModelCard, model_inputs, split_fields
+from deepfake_cli.store.model_card import ModelCard, heldout_record, model_inputs, split_fields
 from deepfake_cli.metrics.novelty import fit_reference
 from deepfake_cli.classifiers import CLASSIFIERS, create_classifier, needs_scaling, parse_classifier_names
 from deepfake_cli.errors import DeepfakeError
@@ -50,6 +50,7 @@ class TrainResult:
     warnings: list = field(default_factory=list)         # notes about this classifier's fit
     sample_warnings: list = field(default_factory=list)  # small validation / test parts (same for every model)
     calibration: str = "none"
+    heldout_accuracy: dict | None = None  # the model on the held-out part (`model_card.heldout_record`), None if none
 
 
 # Below these sizes `train` warns: a threshold or a calibration chosen on a few validation images, and a
@@ -85,7 +86,8 @@ def train_inputs(a: dict) -> list:
 def train(features: str, classifiers: str | list[str], out: str, reducer: str | None = None,
           datasets: list[str] | None = None, test_size: float = 0.2, val_size: float = 0.2, seed: int = 0,
           device: str = "cpu", progress: Callable[[str], None] | None = None,
-          params: dict[str, dict] | None = None, calibration: str = calib.DEFAULT) -> list[TrainResult]:
+          params: dict[str, dict] | None = None, calibration: str = calib.DEFAULT,
+          extra_meta: dict | None = None) -> list[TrainResult]:
     """Train each classifier on `features` and write its model.
 
     One classifier: `out` is the model file (or a folder to put `<name>.model` in: an existing folder, or
@@ -93,6 +95,8 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
     folder that receives `<name>.model` per classifier. `params` maps a classifier name to its
     hyper-parameters (see `deepfake classifiers`); `seed` and `device` go to the classifiers whose
     registry entry takes them. `calibration`: sigmoid | isotonic | none (see `deepfake_cli.metrics.calibration`).
+    `extra_meta`: keys added to (or replacing) every model's metadata, for a recipe that knows more than this
+    call (`recipes.fit` records the held-out accuracy measured before training on all images).
     """
     if calibration not in calib.METHODS:
         raise DeepfakeError(f"Unknown calibration '{calibration}'; choose from {', '.join(calib.METHODS)}.")
@@ -135,7 +139,7 @@ def train(features: str, classifiers: str | list[str], out: str, reducer: str | 
             progress(name)
         target = (out_p / f"{name}{MODEL_SUFFIX}") if into_folder else out_p
         results.append(_train_one(name, estimators[name], fs, split, red_step, card, target, list(notes),
-                                  calibration=calibration, seed=seed))
+                                  calibration=calibration, seed=seed, extra_meta=extra_meta))
     return results
 
 
@@ -238,13 +242,14 @@ def _card(fs: FeatureSet, features: str, red_info: dict, train_sets: list[str], 
                           preprocessing=fs.meta.get("preprocessing"), transform=fs.meta.get("transform", "none"),
                           feature_seed=fs.meta.get("seed"), align=(fs.meta.get("preprocessing") or {}).get("align"),
                           reducer=red_info, features_reduced_by=fs.meta.get("reduced_by"))
-    return ModelCard(inputs, split_fields(fs.sha256, fs.dataset, split, train_sets, test_size, val_size, seed),
+    return ModelCard(inputs, split_fields(fs.sha256, fs.dataset, split, train_sets, test_size, val_size, seed,
+                                          y=fs.y, roots=fs.meta.get("roots")),
                      features_file=str(Path(features).resolve()), features_created=fs.meta.get("created"),
                      sample_warnings=small_sample_warnings(fs, split, train_sets))
 
 
 def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, card: ModelCard, target: Path,
-               notes: list, calibration: str = calib.DEFAULT, seed: int = 0) -> TrainResult:
+               notes: list, calibration: str = calib.DEFAULT, seed: int = 0, extra_meta: dict | None = None) -> TrainResult:
     """Fit reduce -> scale -> clf on the fit part, calibrate and pick the threshold on validation, store a
     novelty reference of the training part, save the model."""
     from sklearn.pipeline import Pipeline
@@ -272,11 +277,27 @@ def _train_one(name: str, clf, fs: FeatureSet, split: TrainSplit, red_step, card
     notes += decision.notes
     reference, novelty = fit_reference(pipe[:1].transform(fs.X[split.tr_idx]), seed=seed)
     meta = card.meta(name=target.stem, classifier=name, classifier_params=_json_params(clf), decision=decision,
-                     novelty=novelty, notes=notes, extra={"classifier_fit": fit_info})
+                     novelty=novelty, notes=notes,
+                     extra={"classifier_fit": fit_info, "heldout": _heldout(pipe, decision, fs, split, card),
+                            **(extra_meta or {})})
     save_model(target, pipe, meta, extras={"novelty": reference} if reference is not None else None)
     return TrainResult(name, target, decision.threshold, decision.validation, int(len(fit_idx)), int(len(val_idx)),
                        card.split["n_heldout"], time.perf_counter() - t0, notes,
-                       sample_warnings=list(card.sample_warnings), calibration=decision.calibration["method"])
+                       sample_warnings=list(card.sample_warnings), calibration=decision.calibration["method"],
+                       heldout_accuracy=meta["heldout"])
+
+
+def _heldout(pipe, decision, fs: FeatureSet, split: TrainSplit, card: ModelCard) -> dict | None:
+    """The saved model's accuracy on the held-out test part (what `eval` would report within-dataset), kept in
+    the model so that `predict` can cite it; None when nothing is held out (--test-size 0)."""
+    rows = split.test_mask & (fs.y >= 0)
+    if not rows.any():
+        return None
+    p = calib.calibrated_p_fake(pipe, decision.calibration, fs.X[rows])
+    sets = card.split["train_datasets"]
+    return heldout_record(fs.y[rows], p, decision.threshold, sets,
+                          f"train: this model on the {card.split['test_size']:.0%} of {', '.join(sets)} held out of "
+                          "its training")
 
 
 def _json_params(est) -> dict:

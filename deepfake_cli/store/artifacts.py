@@ -236,7 +236,15 @@ def save_model(path, pipeline, meta: dict, extras: dict | None = None) -> Path:
     return save_artifact(path, pipeline, meta, "model", extras)
 
 
-def load_model(path) -> Model:
+def load_model(path, weights=None) -> Model:
+    """A model file, or a zoo entry "zoo:NAME" (`deepfake models`) built in memory. `weights`: the backbone
+    weights file that will be used, when given explicitly; a zoo model records its id (a file's id is fixed)."""
+    from deepfake_cli.zoo.catalog import is_zoo_name
+
+    if is_zoo_name(path):  # "zoo:" names an entry, never a file
+        from deepfake_cli.zoo import zoo_model
+
+        return zoo_model(str(path), weights=weights)
     model = load_artifact(path, "model")
     if isinstance(model.meta.get("finetune"), dict):  # its network moves with it: find it where the model is now
         from deepfake_cli.backbones.finetuned import locate_trunk
@@ -253,13 +261,18 @@ def load_reducer(path) -> Artifact:
     return load_artifact(path, "reducer")
 
 
-def load_models(models) -> list[Model]:
-    """Models from any mix of loaded `Model`s, model files and folders of `*.model` files, in order."""
+def load_models(models, weights=None) -> list[Model]:
+    """Models from any mix of loaded `Model`s, model files, folders of `*.model` files and zoo names
+    ("zoo:NAME"), in order; `weights` as for `load_model`."""
+    from deepfake_cli.zoo.catalog import is_zoo_name
+
     items = models if isinstance(models, (list, tuple)) else [models]
     out: list[Model] = []
     for m in items:
         if isinstance(m, Model):
             out.append(m)
+        elif is_zoo_name(m):
+            out.append(load_model(m, weights=weights))
         else:
             out.extend(load_model(p) for p in model_paths(m))
     return out

@@ -110,6 +110,26 @@ def _layers_word(backbone: str, layers: str) -> str:
         return layers
 
 
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _weights_option(backbone: str, weights_id) -> str:
+    """How to get features made with the weights `weights_id`: `--weights FILE`, except for a backbone whose
+    weights come from a pip package (effnet-lite0), where no file can be given: the package version decides."""
+    if weights_id == "random":
+        return "--random-weights"
+    try:
+        from deepfake_cli.backbones import get_config
+
+        source = get_config(backbone).weights
+        if source is not None and source.cache == "package":
+            return (f"the weights {weights_id} (they come from the pip package '{source.url.removeprefix('pip package ')}': "
+                    "install the version the model was made with)")
+    except Exception:  # noqa: BLE001 -- an unknown backbone: the generic hint still holds
+        pass
+    return f"--weights FILE (the weights {weights_id})"
+
+
 def matching_options(target: dict, current: dict, keys) -> str:
     """The `extract` options that make features like `current` match `target` on `keys` (the fields that
     differ), e.g. "--layers all"; "" when no option can (the backbone's own preprocessing changed)."""
@@ -121,7 +141,7 @@ def matching_options(target: dict, current: dict, keys) -> str:
         elif k in FIELD_OPTIONS:
             opts.append(f"{FIELD_OPTIONS[k]} {v}")
         elif k == "weights_id":
-            opts.append("--random-weights" if v == "random" else f"--weights FILE (the weights {v})")
+            opts.append(_weights_option(str(target.get("backbone")), v))
         elif k == "preprocessing":
             mine, theirs = v if isinstance(v, dict) else {}, current.get(k) if isinstance(current.get(k), dict) else {}
             differ = [a for a in sorted(set(mine) | set(theirs)) if _text_of(mine.get(a)) != _text_of(theirs.get(a))]
@@ -193,11 +213,17 @@ def _open(path) -> h5py.File:
         raise DeepfakeError(f"feature file not found: {path}")
     from deepfake_cli.data.walk import require_regular_file
 
+    if p.is_dir():  # the commonest slip: a folder of images where features were expected
+        raise DeepfakeError(f"{path} is a folder; this command reads a feature file. Make one with `deepfake extract "
+                            f"{path} --out feats.h5`, or go from two image folders to a detector in one step with "
+                            "`deepfake fit --real DIR --fake DIR --out detector.model`.")
     require_regular_file(p, str(path), "a feature file written by `deepfake extract`")  # a FIFO would block h5py
     try:
         f = h5py.File(p, "r")
     except OSError:
-        raise DeepfakeError(f"{path} is not an HDF5 feature file (cannot open it as HDF5).") from None
+        hint = (" It looks like an image: extract features first (`deepfake extract DIR --out feats.h5`)."
+                if p.suffix.lower() in _IMAGE_SUFFIXES else "")
+        raise DeepfakeError(f"{path} is not an HDF5 feature file (cannot open it as HDF5).{hint}") from None
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise DeepfakeError(f"{path} is an HDF5 file but not one written by `deepfake extract`.")

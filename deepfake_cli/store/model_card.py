@@ -30,11 +30,14 @@ def model_inputs(*, backbone, dim, input_dim: int, layers, weights_id, preproces
 
 
 def split_fields(sha256: np.ndarray, dataset: np.ndarray, split, train_sets: list[str], test_size: float,
-                 val_size: float, seed: int) -> dict:
+                 val_size: float, seed: int, y: np.ndarray, roots: dict | None) -> dict:
     """The split keys (held-out hashes per dataset, training hashes, counts), so `eval` scores only held-out
-    images; `split` is a `splits.TrainSplit` over the rows whose hashes and datasets are given."""
+    images; `split` is a `splits.TrainSplit` over the rows whose hashes, datasets and labels `y` are given.
+    Also what a verdict cites (`class_counts`, and `train_roots`: the folder each training set came from)."""
     test_mask, tr_idx = split.test_mask, split.tr_idx
+    roots = roots if isinstance(roots, dict) else {}
     return {
+        **class_counts(y, split), "train_roots": {d: roots.get(d) for d in train_sets},
         "train_datasets": list(train_sets),
         "heldout_sha256": {d: sorted(set(sha256[test_mask & (dataset == d)].tolist())) for d in train_sets},
         "train_sha256": sorted(set(sha256[tr_idx].tolist())),
@@ -70,3 +73,30 @@ class ModelCard:
                 "calibration": decision.calibration, "novelty": novelty, "validation": decision.validation,
                 "notes": notes, **(extra or {}),
                 "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+# The evidence a verdict rests on (read back by `stages.prediction_checks.evidence`). Files written before
+# these keys existed lack them: predict then says "not recorded" rather than guessing.
+
+def class_counts(y: np.ndarray, split) -> dict:
+    """Images per class in each part of the split: train (fit + validation), fit, val(idation), heldout."""
+    def count(mask_or_idx) -> dict:
+        part = y[mask_or_idx]
+        return {"real": int((part == 0).sum()), "fake": int((part == 1).sum())}
+
+    return {"n_by_class": {"train": count(split.tr_idx), "fit": count(split.fit_idx), "val": count(split.val_idx),
+                           "heldout": count(split.test_mask)}}
+
+
+def heldout_record(y: np.ndarray, p_fake: np.ndarray, threshold: float, datasets: list[str], measured_by: str) -> dict:
+    """The saved model's accuracy on its held-out test part at its own threshold, with the 95% Wilson interval;
+    `measured_by` says how (the held-out part of this very model, or of a twin trained with a part held out)."""
+    from deepfake_cli.metrics.stats import wilson_interval
+
+    y = np.asarray(y).astype(int)
+    n = int(len(y))
+    k = int(((np.asarray(p_fake) >= threshold).astype(int) == y).sum()) if n else 0
+    low, high = wilson_interval(k, n) if n else (float("nan"), float("nan"))
+    return {"n": n, "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), "n_correct": k,
+            "accuracy": k / n if n else None, "ci_low": float(low) if n else None, "ci_high": float(high) if n else None,
+            "datasets": list(datasets), "measured_by": measured_by}

@@ -16,10 +16,26 @@ from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.study.reducer_specs import LEGACY_REDUCER_KEYS, ReducerSpec, parse_reducer
 
 SECTIONS = ("study", "datasets", "grid")
+
+
+def _engine_keys() -> set[str]:
+    """`engine` and every option an engine declares (inference/engines.py): the study takes the same names as
+    `deepfake extract --engine ... --ray-address ...` and `dfc.extract(engine=..., ray_address=...)`."""
+    from deepfake_cli.inference.engines import engine_options
+
+    return {"engine"} | {o.name for o in engine_options()}
+
+
 STUDY_KEYS = {"seed", "test_size", "val_size", "align", "cross_dataset", "device", "batch_size",
-              "weights"} | set(LEGACY_REDUCER_KEYS) | {"engine", "ray_address", "model_workers", "gpus_per_worker"}
-GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers"}
-DATASET_KEYS = {"real", "fake"}
+              "weights", "protocol"} | set(LEGACY_REDUCER_KEYS) | _engine_keys()
+GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers", "laundering"}
+DATASET_KEYS = {"real", "fake", "path", "reals"}
+# which models a study trains and what each is tested on (`protocol` in [study]; study.plan builds the cells)
+PROTOCOLS = {
+    "matrix": "train on each dataset alone, test on every dataset (within and cross)",
+    "train-on-one": "train on each dataset alone, test on every other dataset (the UnivFD / CNNDetection table)",
+    "leave-one-out": "train on every dataset but one (pooled), test on the one left out, for each in turn",
+}
 
 
 @dataclass
@@ -28,10 +44,15 @@ class DatasetEntry:
     path: str | None = None
     real: str | None = None
     fake: str | None = None
+    reals: str | None = None   # a fake-only set: the entry whose reals it is scored against (test only)
 
     def source(self) -> dict:
         """What identifies the images (resolved paths), for cache keys."""
         return {"path": self.path, "real": self.real, "fake": self.fake}
+
+    def test_only(self, datasets: list["DatasetEntry"]) -> bool:
+        """A fake-only set with a real pool, or a pool of reals: scored as a test set, never trained on."""
+        return self.reals is not None or any(d.reals == self.name for d in datasets)
 
     def extract_args(self) -> dict:
         if self.path is not None:
@@ -54,12 +75,13 @@ class StudyConfig:
     val_size: float = 0.2
     align: str | None = None
     cross_dataset: bool = True
+    protocol: str = "matrix"               # study.plan.PROTOCOLS: which models are trained, on what they are tested
     device: str = "auto"
     batch_size: int = 32
     autoencoder_epochs: int | None = None
     weights: dict[str, str] = field(default_factory=dict)
     engine: str = "local"                  # where the features phase extracts (see `deepfake extract --engine`)
-    engine_options: dict = field(default_factory=dict)   # ray: address, model_workers, gpus_per_worker
+    engine_options: dict = field(default_factory=dict)   # the engine's options, by its factory's keywords
 
     @property
     def singles(self) -> list[str]:
@@ -139,18 +161,54 @@ def _datasets(table: dict, base: Path, config_path) -> list[DatasetEntry]:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise DeepfakeError(f"dataset name '{name}' may only use letters, digits, '_', '-' and '.'.")
         if isinstance(spec, str):
-            datasets.append(DatasetEntry(name, path=resolve(spec)))
+            expanded = _layout_entries(name, resolve(spec))
+            datasets.extend(expanded or [DatasetEntry(name, path=resolve(spec))])
             continue
         if not isinstance(spec, dict) or not spec:
             raise DeepfakeError(f"dataset '{name}' must be a path or {{ real = DIR, fake = DIR }}.")
         _check_keys(spec, DATASET_KEYS, f"[datasets] {name}", config_path)
         if not all(isinstance(v, str) for v in spec.values()):
-            raise DeepfakeError(f"dataset '{name}' of {config_path}: real and fake must be paths (strings).")
-        datasets.append(DatasetEntry(name, real=resolve(spec["real"]) if "real" in spec else None,
-                                     fake=resolve(spec["fake"]) if "fake" in spec else None))
+            raise DeepfakeError(f"dataset '{name}' of {config_path}: its values must be strings (paths, or the "
+                                "name of the entry whose reals a fake-only set is scored against).")
+        if "path" in spec and ("real" in spec or "fake" in spec):
+            raise DeepfakeError(f"dataset '{name}' of {config_path}: give path, or real and/or fake, not both.")
+        datasets.append(DatasetEntry(name, path=resolve(spec["path"]) if "path" in spec else None,
+                                     real=resolve(spec["real"]) if "real" in spec else None,
+                                     fake=resolve(spec["fake"]) if "fake" in spec else None, reals=spec.get("reals")))
     if not datasets:
         raise DeepfakeError(f"{config_path} lists no [datasets].")
+    names = [d.name for d in datasets]
+    for d in datasets:
+        if names.count(d.name) > 1:
+            raise DeepfakeError(f"{config_path}: two datasets are named '{d.name}' (a benchmark folder expands "
+                                "into one entry per generator, named <entry>-<generator>).")
+        if d.reals is not None and (d.reals not in names or d.reals == d.name):
+            raise DeepfakeError(f"dataset '{d.name}' of {config_path}: reals = '{d.reals}' names no other dataset "
+                                f"of the config (they are: {', '.join(names)}).")
     return datasets
+
+
+def _layout_entries(name: str, path: str) -> list[DatasetEntry]:
+    """A benchmark folder (`data.layouts`) as one entry per generator (and split): `<name>-<generator>`,
+    fake-only sets pointing at their real pool; [] for any other path."""
+    from deepfake_cli.data.layouts import recognise
+
+    layout = recognise(Path(path)) if os.path.isdir(path) else None
+    if layout is None:
+        return []
+    out = []
+    for ds in layout.datasets(Path(path), name):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", ds.name):
+            raise DeepfakeError(f"{path} holds a set whose name '{ds.name}' is not a dataset name (letters, digits, "
+                                "'_', '-', '.'): list its folders one by one in [datasets].")
+        c = ds.counts
+        if ds.layout == "synthbuster":  # no label folders: the folder's role gives the class
+            entry = DatasetEntry(ds.name, real=str(ds.root)) if c["real"] else DatasetEntry(ds.name, fake=str(ds.root))
+        else:
+            entry = DatasetEntry(ds.name, path=str(ds.root))
+        entry.reals = ds.reals_pool
+        out.append(entry)
+    return out
 
 
 def check_paths(cfg: StudyConfig) -> None:
@@ -196,6 +254,13 @@ def _grid(grid: dict, config_path) -> dict:
     classifiers = parse_classifier_names(",".join(_str_list(grid["classifiers"], "classifiers")))
     train_t = [normalize_transform(t) for t in _str_list(grid.get("train_transforms", ["none"]), "train_transforms")]
     test_t = [normalize_transform(t) for t in _str_list(grid.get("test_transforms") or train_t, "test_transforms")]
+    laundering = grid.get("laundering", False)
+    if not isinstance(laundering, bool):
+        raise DeepfakeError("laundering in [grid] must be true or false.")
+    if laundering:  # the sweep of issue 19: every severity of every family, at test time
+        from deepfake_cli.data.transforms import LAUNDERING
+
+        test_t = ["none", *test_t, *(s for specs in LAUNDERING.values() for s in specs)]
     reducers = [parse_reducer(r) for r in _str_list(grid.get("reducers", ["none"]), "reducers")]
     return {"backbones": backbones, "layers": _str_list(grid.get("layers", ["last"]), "layers"),
             "train_transforms": list(dict.fromkeys(train_t)), "test_transforms": list(dict.fromkeys(test_t)),
@@ -236,22 +301,42 @@ def _study(study: dict, base: Path) -> dict:
     if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
         raise DeepfakeError("weights in [study] must be a table: { backbone-name = \"path\" }.")
     resolve = _resolver(base)
-    from deepfake_cli.inference.engines import ENGINES
-
-    engine = str(study.get("engine", "local"))
-    if engine not in ENGINES:
-        raise DeepfakeError(f"engine '{engine}' in [study] is not one of {', '.join(ENGINES)}.")
-    address = study.get("ray_address")
-    if address is not None and not isinstance(address, str):
-        raise DeepfakeError("ray_address in [study] must be a string (e.g. \"HEAD:6379\").")
-    engine_options = {"address": address, "model_workers": _number(study, "model_workers", None),
-                      "gpus_per_worker": _number(study, "gpus_per_worker", None, float)}
+    engine, engine_options = _engine(study)
     return {
-        "engine": engine, "engine_options": {k: v for k, v in engine_options.items() if v is not None},
+        "engine": engine, "engine_options": engine_options,
         "seed": _number(study, "seed", 0), "test_size": test_size, "val_size": val_size,
         "align": None if align_t is None else f"{align_t[0]}:{align_t[1]}",
         "cross_dataset": bool(study.get("cross_dataset", True)), "device": str(study.get("device", "auto")),
+        "protocol": _protocol(study),
         "batch_size": _number(study, "batch_size", 32),
         **{key: _number(study, key, None) for key in LEGACY_REDUCER_KEYS},
         "weights": {k: resolve(v) for k, v in weights.items()},
     }
+
+
+def _protocol(study: dict) -> str:
+    protocol = study.get("protocol", "matrix")
+    if protocol not in PROTOCOLS:
+        raise DeepfakeError(f"protocol in [study] must be one of {', '.join(PROTOCOLS)}; got {protocol!r}.")
+    return protocol
+
+
+def _engine(study: dict) -> tuple[str, dict]:
+    """The [study] engine and its options, each read by the type its engine declares."""
+    from deepfake_cli.inference.engines import ENGINES, engine_options
+
+    engine = str(study.get("engine", "local"))
+    if engine not in ENGINES:
+        raise DeepfakeError(f"engine '{engine}' in [study] is not one of {', '.join(ENGINES)}.")
+    options = {}
+    for o in engine_options():
+        if study.get(o.name) is None:
+            continue
+        if o.type is str:
+            if not isinstance(study[o.name], str):
+                raise DeepfakeError(f"{o.name} in [study] must be a string.")
+            value = study[o.name]
+        else:
+            value = _number(study, o.name, None, o.type)
+        options[o.factory_kwarg] = value
+    return engine, options

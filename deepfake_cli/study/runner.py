@@ -22,8 +22,8 @@ from deepfake_cli.study.plan import (Cell, FeatureJob, cell_factors, grid_size, 
                                      train_split_key)
 from deepfake_cli.study.progress import StudyProgress
 from deepfake_cli.study.results import collect_rows, write_results
-from deepfake_cli.study.units import (combine_features, complete_features, fit_reducer_unit, run_cell_unit,
-                                      train_split_file)
+from deepfake_cli.study.units import (combine_features, complete_features, fit_reducer_unit, pool_features,
+                                      run_cell_unit, train_split_file)
 
 CACHE_FOLDERS = ("features", "reducers", "models", "cells")
 LARGE_GRID = 1000  # cells: the CLI asks for --yes past this many (a typo in a list multiplies the grid)
@@ -163,13 +163,17 @@ def _parallel(fn, jobs: int, arg_list: list[tuple], on_done):
 
 
 def _make_features(run: _Run, features: dict[str, FeatureJob]) -> None:
-    singles = [j for j in features.values() if not j.combined] + member_jobs(run.cfg, features)
+    singles = [j for j in features.values() if not j.combined and not j.pooled] + member_jobs(run.cfg, features)
     combos = [j for j in features.values() if j.combined]
-    run.progress.phase("features", len(singles) + len(combos))
-    for j in singles + combos:  # combinations last: they are built from the singles' files
+    pools = [j for j in features.values() if j.pooled]
+    run.progress.phase("features", len(singles) + len(combos) + len(pools))
+    for j in singles + combos + pools:  # combinations, then pools: they are built from the files before them
         path = run.fdir / f"{j.key}.h5"
         if complete_features(path):
             run.summary.features_reused += 1
+        elif j.pooled:
+            pool_features([run.fdir / f"{k}.h5" for k in j.pool], path)
+            run.summary.features_combined += 1
         elif j.combined:
             combine_features([run.fdir / f"{k}.h5" for k in member_keys(run.cfg, j)], path)
             run.summary.features_combined += 1

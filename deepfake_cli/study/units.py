@@ -52,6 +52,21 @@ def combine_features(member_files: list[Path], out: Path) -> Path:
         return writer.close(skipped=_union_skipped(metas), duplicates=metas[0].get("duplicates"))
 
 
+def pool_features(member_files: list[Path], out: Path) -> Path:
+    """Join the rows of feature files of one backbone setting (a leave-one-out fold's training set): one
+    file holding each member's datasets, so `train` fits on all of them and records each as trained on.
+    The files must agree on everything but their datasets (they come from one study row)."""
+    sets = [read_features(f) for f in member_files]
+    metas = [fs.meta for fs in sets]
+    meta = {k: v for k, v in metas[0].items() if k not in ("skipped", "duplicates", "n", "roots", "reals_pools")}
+    meta["roots"] = {k: v for m in metas for k, v in (m.get("roots") or {}).items()}
+    meta["pooled_from"] = [str(f) for f in member_files]
+    with FeatureFileWriter(out, meta, sets[0].X.shape[1], dtype=str(metas[0].get("dtype", "float32"))) as writer:
+        for fs in sets:
+            writer.append(fs.X, fs.y, fs.dataset, fs.path, fs.sha256)
+        return writer.close(skipped=_union_skipped(metas), duplicates=[])
+
+
 def _combined_meta(metas: list[dict], member_files: list[Path]) -> dict:
     names = [m["backbone"] for m in metas]
     # Weight-free members always run with "last" (see backbones.create_backbone); the others agree.
@@ -116,7 +131,7 @@ def run_cell_unit(cell: Cell, study_dir: str, test_size: float, val_size: float,
     todo = [k for k in cell.test_fkeys if k not in record["rows"]]
     try:
         trained = _train_if_missing(cell, d, model_path, test_size, val_size, seed)
-        rows, images = _evaluate(model_path, d, todo)
+        rows, images = _evaluate(model_path, d, todo, cell.reals)
     except DeepfakeError as exc:  # reported with the cell's factors; the rest of the grid goes on
         return {"key": cell.key, "trained": False, "evaluated": 0, "record": None, "error": str(exc)}
     if todo:
@@ -145,7 +160,7 @@ def _train_if_missing(cell: Cell, d: Path, model_path: Path, test_size: float, v
     return True
 
 
-def _evaluate(model_path: Path, d: Path, test_fkeys: list[str]) -> tuple[list[dict], dict]:
+def _evaluate(model_path: Path, d: Path, test_fkeys: list[str], reals: dict | None = None) -> tuple[list[dict], dict]:
     """The rows, and the per-image scores as {test file key: {test dataset: {"sha256": [16-hex prefixes],
     "label": [...], "p_fake": [...]}}} (for the report's ROC curves, histograms and image-level intervals)."""
     from deepfake_cli.stages.evaluate import evaluate
@@ -153,7 +168,9 @@ def _evaluate(model_path: Path, d: Path, test_fkeys: list[str]) -> tuple[list[di
     if not test_fkeys:
         return [], {}
     per_image: list = []
-    rows = evaluate([str(model_path)], [str(d / "features" / f"{k}.h5") for k in test_fkeys], per_image=per_image)
+    files = {k: str(d / "features" / f"{k}.h5") for k in test_fkeys}
+    pools = {files[k]: str(d / "features" / f"{p}.h5") for k, p in (reals or {}).items() if k in files}
+    rows = evaluate([str(model_path)], list(files.values()), per_image=per_image, pool_files=pools)
     images: dict = {}
     for p in per_image:
         ds = images.setdefault(Path(p["features"]).name[:-3], {}).setdefault(

@@ -59,6 +59,11 @@ def _kinds(shards: list[Path]) -> list[Source]:
 
 
 def _datasets(path: Path, shown: str, name: str | None, allow_unlabelled: bool, options: dict) -> list[DatasetSpec]:
+    from deepfake_cli.data.layouts import recognise
+
+    layout = recognise(path)
+    if layout is not None:  # a public benchmark's layout: the datasets its paper uses (one per generator)
+        return layout.datasets(path, name)
     path = path.resolve()
     found = folder_items(path, path, options=options)
     ds = DatasetSpec(name or path.name, path, found.items, found.skipped, found.warnings)
