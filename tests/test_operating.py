@@ -119,3 +119,21 @@ def test_a_fake_only_set_is_scored_against_a_named_real_pool(cifake_lowlevel, tm
     assert paired["pool"]["reals_pool"] == ""  # the pool itself is not paired with itself
     with pytest.raises(DeepfakeError, match="no dataset of that name"):
         evaluate([model], [feats], reals="nope")
+
+
+def test_eval_md_pools_every_distinct_test_image_of_a_model(cifake_lowlevel, biggan6_lowlevel, tmp_path):
+    """Issue 19 item 1, pooled: one line per model pooling the images of all its test sets, each once."""
+    from deepfake_cli.stages.evaluate import evaluate, pooled_points, to_markdown
+    from deepfake_cli.stages.train import train
+
+    model = train(str(cifake_lowlevel["features"]), "lda", str(tmp_path / "lda.model"), test_size=0.25)[0].path
+    per_image: list[dict] = []
+    rows = evaluate([model], [cifake_lowlevel["features"], biggan6_lowlevel["features"]], per_image=per_image)
+    (pooled,) = pooled_points(rows, per_image)
+    distinct = {im["sha256"]: im for im in per_image}
+    assert pooled["n_real"] + pooled["n_fake"] == len(distinct) == sum(r["n"] for r in rows)
+    y = [im["label"] for im in distinct.values()]
+    p = [im["p_fake"] for im in distinct.values()]
+    assert pooled["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12) and pooled["n_sets"] == 2
+    md = to_markdown(rows, per_image)
+    assert f"| pooled: 2 test set(s) | {pooled['n_real']} | {pooled['n_fake']} |" in md

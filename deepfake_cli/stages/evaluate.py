@@ -270,7 +270,25 @@ def to_csv(rows: list[dict], columns=None, digits: int | None = 6, raw: bool = F
     return csv_text(rows, columns or COLUMNS + EXTRA_COLUMNS, number_format(digits), raw=raw)
 
 
-def to_markdown(rows: list[dict]) -> str:
+def pooled_points(rows: list[dict], per_image: list[dict]) -> list[dict]:
+    """Per model and test transform, the operating points of every test image its rows scored, pooled (each
+    distinct image once, by content hash): the "pooled" line of eval.md's operating-point table."""
+    transform = {r["features"]: r.get("test_transform", "none") for r in rows}
+    groups: dict[tuple, dict] = {}
+    for im in per_image:
+        key = (im["model"], transform.get(im["features"], "none"))
+        groups.setdefault(key, {}).setdefault(im["sha256"], (im["label"], im["p_fake"]))
+    out = []
+    for (model, tr), seen in groups.items():
+        y = np.array([v[0] for v in seen.values()])
+        p = np.array([v[1] for v in seen.values()], dtype=np.float64)
+        n_sets = len({r["test_dataset"] for r in rows if r["model"] == model and r.get("test_transform", "none") == tr})
+        out.append({"model": model, "test_transform": tr, "n_sets": n_sets, "n_real": int((y == 0).sum()),
+                    "n_fake": int((y == 1).sum()), **operating_points(y, p)})
+    return out
+
+
+def to_markdown(rows: list[dict], per_image: list[dict] | None = None) -> str:
     cols = ["model", "train_datasets", "test_dataset", "kind", "test_transform", "n", "accuracy",
             "accuracy_ci_low", "accuracy_ci_high", "balanced_accuracy", "roc_auc", "accuracy_at_0_5"]
     table = [cols] + [[_fmt(r[c]) for c in cols] for r in rows]
@@ -283,13 +301,20 @@ def to_markdown(rows: list[dict]) -> str:
         ops.append([r["model"], r["test_dataset"], str(r["n_real"]), str(r["n_fake"]),
                     _with_ci(r, "roc_auc"), _fmt(r.get("eer")), _with_ci(r, "tpr_at_fpr_1"), _with_ci(r, "tpr_at_fpr_5"),
                     f"{_fmt(r.get('tpr_deployed_fpr_5'))} / {_fmt(r.get('fpr_deployed_fpr_5'))}"])
+    for r in pooled_points(rows, per_image) if per_image else []:
+        shown = "pooled" + ("" if r["test_transform"] in ("none", None) else f" ({r['test_transform']})")
+        ops.append([r["model"], f"{shown}: {r['n_sets']} test set(s)", str(r["n_real"]), str(r["n_fake"]),
+                    _with_ci(r, "roc_auc"), _fmt(r.get("eer")), _with_ci(r, "tpr_at_fpr_1"), _with_ci(r, "tpr_at_fpr_5"),
+                    "n/a"])
     lines = ["# Evaluation", "", md_table(table),
              "", f"## Accuracy matrix ({matrix_title(cells)})", "", md_table(grid),
              "", "## Operating points", "",
              "Oracle: the threshold set on each test set's own reals (comparable to AUC; no deployed detector could "
              "choose it). Deployed: the threshold the model stored for 5% false alarms on its validation reals, "
              "with the TPR and the FPR that occurred on the test set (nan: a model file made before these were "
-             "stored, or a class missing). Intervals: percentile bootstrap over images, 1,000 draws.", "",
+             "stored, or a class missing). Pooled: every distinct test image of the model's rows at once (by "
+             "content hash), under each test transform. Intervals: percentile bootstrap over images, 1,000 "
+             "draws.", "",
              md_table(ops)]
     return "\n".join(lines) + "\n"
 
@@ -301,7 +326,7 @@ def write_outputs(rows: list[dict], out_dir: str, per_image: list | None = None,
     out.mkdir(parents=True, exist_ok=True)
     files = {"eval.csv": to_csv(rows, raw=raw_csv),
              "eval.json": to_json(rows, indent=2) + "\n",
-             "eval.md": to_markdown(rows)}
+             "eval.md": to_markdown(rows, per_image)}
     if per_image is not None:
         files["eval_images.csv"] = to_csv(per_image, ["model", "features", "test_dataset", "kind", "path", "sha256",
                                                       "label", "p_fake", "score"], digits=None, raw=raw_csv)
