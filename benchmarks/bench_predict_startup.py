@@ -82,7 +82,6 @@ def main() -> None:
         pairs = [(wall(py + ["import torch"], 1), wall(deepfake_cmd() + ["predict", model, image], 1))
                  for _ in range(a.repeat)]
 
-    torch_s = t["torch"]
     ratio = statistics.median(p / q for q, p in pairs)
     print(f"one-image predict vs `import torch`, median of {a.repeat} (model {model if a.model else 'built here'}):")
     prev = None
