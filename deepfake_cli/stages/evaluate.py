@@ -120,8 +120,8 @@ def evaluate(models, feature_files, per_image: list | None = None, notes: list |
             pools[name] = _real_pool(sets, name)
         return name, pools[name]
 
-    if reals:
-        pool_for(sets[0][1], "")  # an unknown --reals name is refused before any work
+    if reals:  # an unknown --reals name is refused before any work
+        pools[reals] = _real_pool(sets, reals)
     for model in loaded:  # refuse before computing anything
         for name, fs in sets:
             check_compatible(model, fs.meta, name, fs.X.shape[1])

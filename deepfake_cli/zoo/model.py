@@ -10,15 +10,14 @@ calibration, threshold the paper's 0.5.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from deepfake_cli import __version__
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.store.artifacts import Model
-from deepfake_cli.store.model_card import CLASSES, model_inputs
+from deepfake_cli.metrics.calibration import Decision
+from deepfake_cli.store.model_card import ModelCard, model_inputs
 from deepfake_cli.store.outputs import Target, writes
 from deepfake_cli.zoo.catalog import ZooEntry, get_entry
 from deepfake_cli.zoo.heads import read_head
@@ -67,16 +66,16 @@ def zoo_model(name: str, weights: str | os.PathLike | None = None, head: str | o
     inputs = model_inputs(backbone=cfg.name, dim=cfg.dim, input_dim=dim, layers=entry.layers, weights_id=wid,
                           preprocessing=dict(cfg.preprocessing, align=None), transform="none", feature_seed=0,
                           align=None, reducer={"method": "none"})
-    meta = {**inputs, **CLASSES,
-            # trained elsewhere: none of this tool's datasets, nothing held out here
-            "train_datasets": [], "heldout_sha256": {}, "train_sha256": [], "n_train": 0, "n_fit": 0, "n_val": 0,
-            "n_heldout": {}, "features_file": None, "features_created": None, "tool_version": __version__,
-            "name": entry.zoo_name, "classifier": "linear-head",
-            "classifier_params": {"head": str(entry.head_path if head is None else Path(head).resolve()),
-                                  "head_sha256": entry.head_sha256},
-            "threshold": float(entry.threshold), "threshold_rule": f"published ({entry.threshold:g}, the paper's)",
-            "calibration": None, "novelty": None, "validation": None, "notes": notes,
-            "zoo": entry.card(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # the one model card every model kind is written with; trained elsewhere: none of this tool's datasets,
+    # nothing held out here, the paper's threshold and no calibration
+    split = {"train_datasets": [], "heldout_sha256": {}, "train_sha256": [], "n_train": 0, "n_fit": 0, "n_val": 0,
+             "n_heldout": {}}
+    decision = Decision(float(entry.threshold), None, None, f"published ({entry.threshold:g}, the paper's)")
+    meta = ModelCard(inputs, split).meta(
+        name=entry.zoo_name, classifier="linear-head",
+        classifier_params={"head": str(entry.head_path if head is None else Path(head).resolve()),
+                           "head_sha256": entry.head_sha256},
+        decision=decision, novelty=None, notes=notes, extra={"zoo": entry.card()})
     return Model(estimator=pipe, meta=meta, kind="model", path=None, name=entry.zoo_name)
 
 
