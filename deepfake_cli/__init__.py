@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # name -> module it comes from; resolved on first access (PEP 562), then kept
 _LAZY = {name: "deepfake_cli.api" for name in (
-    "extract", "reduce", "train", "evaluate", "predict", "audit", "load_model", "Detector", "Scores", "Evaluation",
+    "extract", "reduce", "train", "evaluate", "predict", "explain", "audit", "load_model", "Detector", "Scores", "Evaluation",
     "embed", "read_features", "list_backbones", "list_classifiers", "list_reducers", "list_models", "import_head", "fit", "list_datasets")}
 _LAZY["DeepfakeError"] = "deepfake_cli.errors"
 _LAZY["FeatureSet"] = "deepfake_cli.store.features"

@@ -58,12 +58,13 @@ if TYPE_CHECKING:  # imported for the type hints only: importing this module sta
     from deepfake_cli.stages.extract import ExtractSummary
     from deepfake_cli.store.features import FeatureSet
     from deepfake_cli.stages.predict import PredictResult
+    from deepfake_cli.stages.explain import ExplainResult
     from deepfake_cli.stages.reduce import ReduceSummary
     from deepfake_cli.stages.train import TrainResult
     from deepfake_cli.recipes.fit import FitResult
 
 __all__ = [
-    "extract", "reduce", "train", "evaluate", "predict", "audit",
+    "extract", "reduce", "train", "evaluate", "predict", "explain", "audit",
     "load_model", "Detector", "Scores", "Evaluation", "embed", "read_features",
     "list_backbones", "list_classifiers", "list_reducers",
 ]
@@ -362,6 +363,13 @@ def predict(model: PathLike, paths: Images, *, o: PredictOptions, e: EngineOptio
 
     For images in memory, and for arrays out, use `load_model(path)` and its `Detector` methods.
 
+    With `html`, also one self-contained page (no network, nothing outside the file) to browse the run:
+    thumbnails sorted by p_fake, filters by label, novelty, true label and model, and on top each
+    threshold, the evidence lines and the warnings. With `explain`, also a map of the evidence for "fake"
+    of every image in that folder, as `deepfake explain` writes them (overlay PNGs, raw `.npy` maps,
+    index.csv and index.json), made before the page, so the page shows each card's map on a click.
+    Neither may be, or lie in, an input.
+
     Parameters
     ----------
     model : path
@@ -393,19 +401,110 @@ def predict(model: PathLike, paths: Images, *, o: PredictOptions, e: EngineOptio
     return _predict(model, as_inputs(paths), o, e, progress, out=o.out, overwrite=o.overwrite)
 
 
-@writes(_table("predict", "predict_targets"), _table("predict", "predict_inputs"))  # --out never over an input; one writer per --out
+def _predict_targets(a: dict) -> list:
+    """predict's outputs (`stages.predict.predict_targets`: --out, --html, --explain); the --explain folder also
+    checked as `explain` checks its own (new, empty, or a previous explain run), before any image is scored."""
+    targets = _table("predict", "predict_targets")(a)
+    o, model = a.get("o"), a.get("model")
+    if getattr(o, "explain", None) is not None:
+        from deepfake_cli.stages.explain import check_out_dir
+        from deepfake_cli.store.artifacts import model_paths
+
+        if isinstance(model, (str, os.PathLike)) and Path(model).is_dir() and len(model_paths(model)) > 1:
+            raise DeepfakeError(f"--explain maps the evidence of one model, and {model} holds "
+                                f"{len(model_paths(model))}: give one model file (or run `deepfake explain` once per "
+                                "model).")
+        if str(o.transform or "none").strip().lower() not in ("", "none"):
+            # the maps show the files as they are; the scores would be of the transformed images
+            raise DeepfakeError(f"--explain maps the images as they are, but --transform {o.transform} scores them "
+                                "transformed: drop one of the two.")
+        check_out_dir(o.explain, bool(a.get("overwrite")), option="--explain")
+    return targets
+
+
+# --out, --html and --explain never over or inside an input; one writer per output
+@writes(_predict_targets, _table("predict", "predict_inputs"))
 def _predict(model, paths: list, o: PredictOptions, e: EngineOptions, progress: Progress, *, out, overwrite=False):
     from deepfake_cli.safety.fileio import atomic_write_text
     from deepfake_cli.stages.predict import predict as run
     from deepfake_cli.stages.predict import to_csv, to_jsonl
 
     runner = make_runner(e, workers=o.workers, device=o.device)
-    res = run(str(model) if isinstance(model, os.PathLike) else model,
-              [str(p) if isinstance(p, os.PathLike) else p for p in paths], weights=o.weights, transform=o.transform,
-              device=o.device, batch_size=o.batch_size, runner=runner, progress=_callback(progress, "predict"))
+    model = str(model) if isinstance(model, os.PathLike) else model
+    paths = [str(p) if isinstance(p, os.PathLike) else p for p in paths]
+    if o.explain is not None:  # first: a model only occlusion explains is refused past its limit before scoring
+        from deepfake_cli.stages.explain import explain
+
+        explain(model, paths, str(o.explain), weights=o.weights, device=o.device, batch_size=o.batch_size,
+                progress=_callback(progress, "explain"), overwrite=overwrite, option="--explain")
+    res = run(model, paths, weights=o.weights, transform=o.transform, device=o.device, batch_size=o.batch_size,
+              runner=runner, progress=_callback(progress, "predict"))
     if out is not None:
         atomic_write_text(out, to_jsonl(res.rows, evidence=res) if o.json_lines else to_csv(res.rows, raw=o.raw_csv))
+    if o.html is not None:  # after the maps, which it shows
+        from deepfake_cli.report.predict_page import write_predict_page
+
+        write_predict_page(o.html, res.rows, evidence_lines=res.evidence_lines, warnings=res.warnings,
+                           summary=res.summary, notes=res.notes, skipped=res.skipped, inputs=paths,
+                           explain_dir=None if o.explain is None else str(o.explain))
     return res
+
+
+from deepfake_cli.options import ExplainOptions  # noqa: E402  (beside its function: the stages' groups above)
+
+
+@api_function(o=ExplainOptions)
+def explain(model: PathLike, paths: Images, *, o: ExplainOptions, progress: Progress = False) -> "ExplainResult":
+    """Evidence maps: where in each image a model finds its evidence for "fake" (`deepfake explain`).
+
+    One map per readable image, in the image's own pixel frame (H x W of the file; NaN where the backbone's
+    crop never saw the pixel; > 0: evidence for fake), written to `out` as `<image>.png` (the map over the
+    image) and `<image>.npy` (the raw float32 map), with `index.csv` and `index.json`. The method is chosen
+    per model (`method="auto"`): "cam", exact (a CNN backbone that mean-pools its last feature map, such as
+    effnet-lite0, with an affine pipeline: no reducer, a linear classifier such as `lda` or a linear head;
+    the map's cells sum to the model's margin); "tokens", an approximation (a ViT backbone with such a head:
+    each patch token through the class token's final path); "occlusion" for any other model (p_fake drop
+    when a patch is hidden; one forward pass per patch position, so runs on more than `max_images` images are
+    refused). `index.json` states the method, whether it is exact, and its cost.
+
+    Parameters
+    ----------
+    model : path
+        One model file (or a zoo name such as `"zoo:univfd"`).
+    paths : path or list of paths
+        Image files, folders (searched recursively), `.tar` shards and `.txt`/`.csv` lists, or images in memory.
+    {options}
+    progress : bool or callable
+        True: a counter on stderr; a function: called as `progress(done, total)`.
+
+    Returns
+    -------
+    ExplainResult
+        `rows` (one dict per image: `path`, `model`, `p_fake` (the number `predict` gives), `label`, `method`,
+        `exact`, `overlay`, `map` (file names in `out_dir`), `width`, `height`, `seconds`), `skipped` (unreadable
+        images with the reason), `method`, `exact`, `method_note`, `out_dir`, `summary()`.
+
+    Example
+    -------
+    >>> res = dfc.explain("models/lda.model", "examples/data/cifake_sd14/fake/1000.jpg", out="maps/",
+    ...                   occlusion_grid=2)  # this model has a PCA reducer: occlusion, 9 patch positions
+    >>> res.method, res.exact, res.n_images, res.rows[0]["overlay"]
+    ('occlusion', False, 1, '1000.png')
+    """
+    from deepfake_cli.inference.memory import as_inputs
+
+    paths = [str(p) if isinstance(p, os.PathLike) else p for p in as_inputs(paths)]
+    return _explain(str(model) if isinstance(model, os.PathLike) else model, paths, o, progress, out=str(o.out),
+                    overwrite=o.overwrite)
+
+
+@writes(_table("explain", "explain_targets"), _table("explain", "explain_inputs"))  # never into an input; one writer per folder
+def _explain(model, paths: list, o: ExplainOptions, progress: Progress, *, out, overwrite=False):
+    from deepfake_cli.stages.explain import explain as run
+
+    return run(model, paths, out, method=o.method, max_images=o.max_images, weights=o.weights, device=o.device,
+               batch_size=o.batch_size, progress=_callback(progress, "explain"), overwrite=overwrite,
+               occlusion_grid=o.occlusion_grid)
 
 
 @api_function(o=AuditOptions)
@@ -415,6 +514,14 @@ def audit(datasets: Sequence[str], *, o: AuditOptions) -> "list[AuditResult]":
     A depth-4 decision tree on header fields (format, JPEG tables, size, EXIF, file size, mode) is
     cross-validated; a dataset is flagged when the 95% lower bound of its accuracy exceeds
     max(0.6, chance + 0.1).
+
+    With `model`, also where that model finds its evidence: evidence maps (as `explain` makes them) of
+    each dataset's fake images (at most `max_images`, picked evenly), the share of the evidence for fake in
+    the outer 10% of each side (0.36 if spread evenly) and the share of images whose peak falls in the
+    same place (2x2 cells of an 8x8 relative grid: a quarter of the width by a quarter of the height;
+    chance 4/64). It warns when the mean border share exceeds 0.6 or one place other than the centre holds
+    the peak of more than half the images (at least 10 images): evidence in the same corner of every fake
+    is a watermark or a border, not a generator trace (`metrics.evidence_location` states the rule).
 
     Parameters
     ----------
@@ -426,7 +533,9 @@ def audit(datasets: Sequence[str], *, o: AuditOptions) -> "list[AuditResult]":
     -------
     list of AuditResult
         Per dataset: `metadata_accuracy`, `ci_low`, `ci_high`, `chance`, `flagged`, `cues` (best
-        first), `formats`, `sizes`, `skipped`; `to_dict()` is what `audit --json` prints.
+        first), `formats`, `sizes`, `skipped`; with `model`, `evidence` (the numbers: `border_share_mean`,
+        `expected_border_share`, `place_name`, `place_share`, `place_mass`, `method`, ...),
+        `evidence_lines` (in words) and `evidence_warnings`; `to_dict()` is what `audit --json` prints.
 
     Example
     -------
@@ -435,7 +544,9 @@ def audit(datasets: Sequence[str], *, o: AuditOptions) -> "list[AuditResult]":
     """
     from deepfake_cli.stages.audit import audit as run
 
-    return run(list(datasets), seed=o.seed, folds=o.folds, align=o.align)
+    model = o.model if o.model is None or not isinstance(o.model, os.PathLike) else str(o.model)
+    return run(list(datasets), seed=o.seed, folds=o.folds, align=o.align, model=model, max_images=o.max_images,
+               weights=str(o.weights) if o.weights is not None else None, device=o.device, batch_size=o.batch_size)
 
 
 # ----------------------------------------------------------------------------------- features, models

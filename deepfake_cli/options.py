@@ -372,9 +372,14 @@ class PredictOptions:
     device: str = option("auto", _DEVICE)
     batch_size: int = option(32, "Images per batch.", min=1)
     workers: int = option(-1, _WORKERS)
-    overwrite: bool = option(False, "Replace an existing --out file that is not a predictions file (never a file this "
-                                    "command reads).")
+    overwrite: bool = option(False, "Replace an existing --out file that is not a predictions file, and write --explain "
+                                    "maps into a folder of other files (never a file this command reads).")
     raw_csv: bool = option(False, _RAW_CSV, flags=("--raw-csv",))
+    html: str | None = option(None, "Also write a self-contained HTML page to browse the run: thumbnails sorted by "
+                                    "p_fake, filters, the trust summary, maps when --explain is given.",
+                              flags=("--html",), metavar="FILE", api_type="PathLike | None")
+    explain: str | None = option(None, "Also write evidence maps for every image into this folder (see `deepfake "
+                                       "explain`).", flags=("--explain",), metavar="DIR", api_type="PathLike | None")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -385,6 +390,21 @@ class AuditOptions:
                                      "cropped, JPEG re-encoded).", flags=("--align",), metavar="SIZE:QUALITY")
     folds: int = option(5, "Cross-validation folds.", flags=("--folds",), min=2)
     seed: int = option(0, "Seed of the folds and the trees.", flags=("--seed",))
+    model: str | None = option(None, "Also check where this model finds its evidence: evidence maps of each "
+                                     "dataset's fake images, the share in the outer border and how often the peak "
+                                     "sits at one fixed place (a watermark, not a generator trace).",
+                               flags=("--model",), api_type="PathLike | Model | None", metavar="MODEL",
+                               doc="A model file, a zoo name or a loaded `Model`: also check where it finds its "
+                                   "evidence (evidence maps of each dataset's fake images, the share in the outer "
+                                   "border, how often the peak sits at one fixed place).")
+    max_images: int | None = option(None, "With --model: at most this many fake images per dataset get a map, "
+                                          "picked evenly along the dataset (default 200; 20 when the model is "
+                                          "explained by occlusion, about 170 forward passes per image).",
+                                    flags=("--max-images",), min=1)
+    weights: str | None = option(None, "With --model: backbone weights file (the ones the model was trained with).",
+                                 flags=("--weights",))
+    device: str = option("auto", "With --model: " + _DEVICE, flags=("--device",))
+    batch_size: int = option(32, "With --model: images per batch.", flags=("--batch-size",), min=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -443,6 +463,27 @@ class ReportOptions:
     config: Path | None = option(None, "Study TOML to embed in the report (default: config.toml beside RESULTS_CSV).",
                                  flags=("--config",))
     overwrite: bool = option(False, "Replace a report.md/report.html in --out that this tool did not write.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainOptions:
+    """`deepfake explain` / `dfc.explain` (the stage `stages.explain.explain`)."""
+
+    # str, not Path: a folder name as typed
+    out: str = option(help="Folder for the overlays (<image>.png), raw maps (<image>.npy), index.csv and index.json.",
+                      flags=("--out", "-o"), api_type="PathLike")
+    method: str = option("auto", "auto | cam (exact: CNN + linear head) | tokens (approximation: ViT + linear head) | "
+                                 "occlusion (any model; one forward pass per patch position).")
+    max_images: int | None = option(50, "Refuse an occlusion run on more images than this (it costs about 170 forward "
+                                        "passes per image at the default grid).", flags=("--max-images",), min=1,
+                                    doc="Refuse an occlusion run on more images than this (None: no limit); the exact "
+                                        "and token paths cost one forward pass per image and are never refused.")
+    occlusion_grid: int = option(7, "Occlusion patches per side (patch = input / N, stride half a patch: (2N-1)^2 "
+                                    "forward passes per image).", flags=("--occlusion-grid",), min=1)
+    weights: str | None = option(None, "Backbone weights file (must be the ones the model was trained with).")
+    device: str = option("auto", _DEVICE)
+    batch_size: int = option(32, "Images per batch (occlusion: occluded copies per batch).", min=1)
+    overwrite: bool = option(False, "Write into an existing --out folder that holds other files.")
 
 
 # ------------------------------------------------------------------------------------ the engine options

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "API.md"
-FUNCTIONS = ["extract", "reduce", "train", "evaluate", "predict", "audit", "read_features", "load_model", "embed",
+FUNCTIONS = ["extract", "reduce", "train", "evaluate", "predict", "explain", "audit", "read_features", "load_model", "embed",
              "list_backbones", "list_classifiers", "list_reducers"]
 CLASSES = {"Detector": ["score", "predict_proba", "predict", "p_fake_from_features"], "Scores": [],
            "Evaluation": ["matrix"]}

@@ -98,7 +98,9 @@ def pytest_configure(config):
 SLOW_SECONDS = {"tests/test_readme_examples.py": 250, "tests/test_hardening.py": 170, "tests/test_zoo.py": 90,
                 "tests/test_ray.py": 35, "tests/test_hardening_cli.py": 25, "tests/test_study.py": 25,
                 "tests/test_ray_loopback.py": 23, "tests/test_image_budget.py": 18, "tests/test_finetune.py": 16,
-                "tests/test_orphan_workers.py": 16, "tests/test_extract.py": 15, "tests/test_fusion.py": 6}
+                "tests/test_orphan_workers.py": 16, "tests/test_extract.py": 15, "tests/test_fusion.py": 6,
+                "tests/test_study_zoo.py": 18, "tests/test_audit_evidence.py": 16, "tests/test_predict_page.py": 16,
+                "tests/test_explain.py": 10}
 
 
 # Tests of 2 s or more (measured with --durations on this 2-core machine, beside the ones marked slow in

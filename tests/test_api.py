@@ -30,7 +30,7 @@ from tests.conftest import EXAMPLES, REPO, copy_subset, example_set
 runner = CliRunner()
 
 # docstring examples in reading order: each may use the files the ones before it wrote
-DOCTEST_ORDER = ["extract", "reduce", "train", "evaluate", "predict", "audit", "read_features", "load_model",
+DOCTEST_ORDER = ["extract", "reduce", "train", "evaluate", "predict", "explain", "audit", "read_features", "load_model",
                  "embed", "list_backbones", "list_classifiers", "list_reducers", "list_models", "list_datasets", "Detector.score",
                  "Detector.predict_proba", "Detector.predict"]
 
@@ -103,7 +103,7 @@ def test_stage_modules_do_not_hide_the_api_functions():
 
 CLI_ONLY = {"quiet", "json_out", "top"}  # how the command shows results, not what it computes
 COMMANDS = {"extract": "extract", "reduce": "reduce", "train": "train", "eval": "evaluate", "predict": "predict",
-            "audit": "audit"}
+            "explain": "explain", "audit": "audit"}
 
 
 def test_api_functions_take_the_commands_arguments_and_defaults():

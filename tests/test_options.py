@@ -28,7 +28,7 @@ runner = CliRunner()
 
 # command -> (API function, its option groups); the command's own extra options (how it shows results)
 STAGES = {"extract": "extract", "reduce": "reduce", "train": "train", "eval": "evaluate", "predict": "predict",
-          "audit": "audit"}
+          "explain": "explain", "audit": "audit"}
 CLI_ONLY = {"quiet", "json_out", "top", "help"}
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from deepfake_cli.cli import extract_cmds, finetune_cmds, fit_cmds, model_cmds, study_cmds, zoo_cmds
+from deepfake_cli.cli import explain_cmds, extract_cmds, finetune_cmds, fit_cmds, model_cmds, study_cmds, zoo_cmds
 from deepfake_cli.cli.common import console, debug_mode, fail, os_error_message
 from deepfake_cli.errors import DeepfakeError
 
@@ -173,6 +173,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 extract_cmds.register(app)
 model_cmds.register(app)
+explain_cmds.register(app)
 zoo_cmds.register(app)
 fit_cmds.register(app)
 study_cmds.register(app)

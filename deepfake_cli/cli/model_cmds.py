@@ -229,6 +229,10 @@ def predict_cmd(
         err_console.print(f"scored {res.n_images} image(s)" + (f" ({counts})" if counts else "")
                           + f", skipped {len(res.skipped)}" + (f"; wrote {o.out}" if o.out else ""), highlight=False,
                           markup=False)
+        if o.explain:
+            err_console.print(f"wrote maps {o.explain}", highlight=False, markup=False)
+        if o.html:
+            err_console.print(f"wrote page {o.html}", highlight=False, markup=False)
         for line in res.evidence_lines:  # what the verdict rests on: training data, held-out accuracy, threshold
             err_console.print(line, highlight=False, markup=False)
     for w in res.warnings:  # inputs unlike the training data; one label for a whole folder

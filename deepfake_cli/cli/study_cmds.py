@@ -36,6 +36,12 @@ def audit_cmd(
     Header fields only: format, JPEG tables, size, EXIF, file size, mode. A depth-4 decision tree on those header fields is cross-validated (stratified, seeded). A dataset
     is FLAGGED when the 95% Wilson lower bound of its accuracy exceeds max(0.6, chance + 0.1):
     a detector trained on it can score high without learning anything about generation.
+
+    With --model, also where that model finds its evidence in each dataset's fake images (evidence maps,
+    as `deepfake explain` makes them): the share in the outer 10% border (0.36 if spread evenly) and how
+    often the peak sits in the same place (a quarter of the width by a quarter of the height); it warns
+    when the border share exceeds 0.6 or one place other than the centre holds the peak of more than half
+    the images: a watermark or a border, not a generator trace.
     """
     from deepfake_cli import api
     from deepfake_cli.safety.fileio import to_json
@@ -53,8 +59,15 @@ def audit_cmd(
                               f"{escape(r.skipped[0]['path'])}: {escape(r.skipped[0]['reason'])}", highlight=False)
         if r.flagged:
             console.print(_shortcut_warning(r))
+        for line in r.evidence_lines:
+            console.print(escape(line), highlight=False)
+        for w in r.evidence_warnings:
+            console.print(f"[bold red]WARNING:[/] {escape(w)}", highlight=False)
     if not quiet:
         console.print(f"[dim]Rule: {results[0].rule}.[/]" if results else "", highlight=False)
+        rules = [r.evidence["rule"] for r in results if r.evidence is not None]
+        if rules:
+            console.print(f"[dim]Evidence rule: {escape(rules[0])}.[/]", highlight=False)
 
 
 def _audit_table(results, align: str | None, top: int):
@@ -107,7 +120,8 @@ def study_cmd(
     quiet: Annotated[bool, QUIET] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead (no progress bars).")] = False,
 ) -> None:
-    """Run a grid study: backbones x transforms x reducers x classifiers, within and cross dataset.
+    """Run a grid study: backbones x transforms x reducers x classifiers, and zoo models (`zoo` in [grid]),
+    within and cross dataset.
 
     Every finished piece (features, reducers, models, evaluated cells) is cached under --out (default: a
     folder named after CONFIG in the current folder): rerunning the same command resumes and redoes

@@ -91,7 +91,13 @@ def _backbone_spec(meta: dict, weights: str | None) -> "BackboneSpec":
 def predict_targets(a: dict) -> list[Target]:
     _refuse_feature_files(a.get("model"), a.get("paths") or [])
     refuse_empty_folders(a.get("paths") or [])
-    return [] if a.get("out") is None else [Target(a["out"], "predictions")]
+    targets = [] if a.get("out") is None else [Target(a["out"], "predictions")]
+    o = a.get("o")  # api._predict's PredictOptions
+    if getattr(o, "html", None) is not None:  # the page of the run (report.predict_page)
+        targets.append(Target(o.html, "page", option="--html"))
+    if getattr(o, "explain", None) is not None:  # the maps' folder (stages.explain): never an input, nor in one
+        targets.append(Target(o.explain, "folder", option="--explain"))
+    return targets
 
 
 def predict_inputs(a: dict) -> list:

@@ -50,6 +50,7 @@ KIND_NAMES = {
     "eval": "file written by `deepfake eval`",
     "trials": "trials table of `deepfake reduce --search`",
     "report": "report of `deepfake report`",
+    "page": "page of `deepfake predict --html`",
     "folder": "folder",
 }
 
@@ -82,6 +83,8 @@ def artifact_kind(path) -> str | None:
     if p.name == "report.md" and first == "# Detection study report" or \
             p.name == "report.html" and "<title>Detection study report</title>" in text:
         return "report"
+    if '<meta name="generator" content="deepfake-cli predict --html">' in text:  # report.predict_page
+        return "page"
     if first.startswith("{"):
         try:
             row = json.loads(first)
@@ -247,7 +250,7 @@ def _check_one(t: Target, inputs: list[Path], overwrite: bool) -> None:
 
 def _example_name(kind: str) -> str:
     return {"features": "features.h5", "model": "model.model", "reducer": "pca.reducer",
-            "predictions": "predictions.csv", "eval": "eval.csv"}.get(kind, "out")
+            "predictions": "predictions.csv", "eval": "eval.csv", "page": "page.html"}.get(kind, "out")
 
 
 def _check_writable(p: Path, option: str) -> None:

@@ -28,7 +28,8 @@ def _engine_keys() -> set[str]:
 
 STUDY_KEYS = {"seed", "test_size", "val_size", "align", "cross_dataset", "device", "batch_size",
               "weights", "protocol"} | set(LEGACY_REDUCER_KEYS) | _engine_keys()
-GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers", "laundering"}
+GRID_KEYS = {"backbones", "layers", "train_transforms", "test_transforms", "reducers", "classifiers", "laundering",
+             "zoo"}
 DATASET_KEYS = {"real", "fake", "path", "reals"}
 # which models a study trains and what each is tested on (`protocol` in [study]; study.plan builds the cells)
 PROTOCOLS = {
@@ -82,6 +83,8 @@ class StudyConfig:
     weights: dict[str, str] = field(default_factory=dict)
     engine: str = "local"                  # where the features phase extracts (see `deepfake extract --engine`)
     engine_options: dict = field(default_factory=dict)   # the engine's options, by its factory's keywords
+    # zoo entries (`deepfake models`) scored beside the grid: not trained, tested on every dataset
+    zoo: list[str] = field(default_factory=list)
 
     @property
     def singles(self) -> list[str]:
@@ -111,6 +114,11 @@ def load_config(config_path: str | os.PathLike) -> StudyConfig:
     base = p.resolve().parent
     datasets = _datasets(raw.get("datasets", {}), base, config_path)
     grid_values = _grid(grid, config_path)
+    grid_values["zoo"] = _zoo(grid, config_path)
+    trained = (bool(grid_values["backbones"]), bool(grid_values["classifiers"]))
+    if trained[0] != trained[1] or not (trained[0] or grid_values["zoo"]):
+        raise DeepfakeError(f"[grid] of {config_path} needs at least 'backbones' and 'classifiers' (or only 'zoo': "
+                            "published detectors to score).")
     return StudyConfig(path=p.resolve(), datasets=datasets, **grid_values, **_study(study, base))
 
 
@@ -248,10 +256,10 @@ def _grid(grid: dict, config_path) -> dict:
     from deepfake_cli.classifiers import parse_classifier_names
     from deepfake_cli.data.transforms import normalize_transform
 
-    if "backbones" not in grid or "classifiers" not in grid:
-        raise DeepfakeError(f"[grid] of {config_path} needs at least 'backbones' and 'classifiers'.")
-    backbones = _backbones(grid)
-    classifiers = parse_classifier_names(",".join(_str_list(grid["classifiers"], "classifiers")))
+    # neither: a study of zoo models alone (load_config refuses a grid with neither and no zoo)
+    backbones = _backbones(grid) if "backbones" in grid else []
+    classifiers = (parse_classifier_names(",".join(_str_list(grid["classifiers"], "classifiers")))
+                   if "classifiers" in grid else [])
     train_t = [normalize_transform(t) for t in _str_list(grid.get("train_transforms", ["none"]), "train_transforms")]
     test_t = [normalize_transform(t) for t in _str_list(grid.get("test_transforms") or train_t, "test_transforms")]
     laundering = grid.get("laundering", False)
@@ -265,6 +273,22 @@ def _grid(grid: dict, config_path) -> dict:
     return {"backbones": backbones, "layers": _str_list(grid.get("layers", ["last"]), "layers"),
             "train_transforms": list(dict.fromkeys(train_t)), "test_transforms": list(dict.fromkeys(test_t)),
             "reducers": list(dict.fromkeys(reducers)), "classifiers": classifiers}
+
+
+def _zoo(grid: dict, config_path) -> list[str]:
+    """The zoo entries of `zoo` in [grid], by their bare names ("univfd" or "zoo:univfd"); an unknown one is
+    one line listing the known ones."""
+    from deepfake_cli.zoo.catalog import get_entry
+
+    if "zoo" not in grid:
+        return []
+    out = []
+    for name in _str_list(grid["zoo"], "zoo"):
+        try:
+            out.append(get_entry(name).name)
+        except DeepfakeError as exc:
+            raise DeepfakeError(f"zoo in [grid] of {config_path}: {exc}") from None
+    return list(dict.fromkeys(out))
 
 
 def _number(study: dict, key: str, default, kind=int):

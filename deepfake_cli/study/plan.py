@@ -13,7 +13,7 @@ from typing import Any
 
 from deepfake_cli.safety.digest import json_digest
 from deepfake_cli.study.config import DatasetEntry, StudyConfig
-from deepfake_cli.study.reducer_specs import ReducerSpec
+from deepfake_cli.study.reducer_specs import NO_REDUCER, ReducerSpec
 
 
 def _hash(obj: Any, n: int = 12) -> str:
@@ -109,6 +109,12 @@ class Cell:
     reducer_key: str | None
     test_fkeys: list[str]
     reals: dict = field(default_factory=dict)   # fake-only test set -> the file key of its real pool (eval pairs them)
+    zoo: str | None = None   # a zoo entry's name: its published model, written (not trained) as the cell's model
+
+    @property
+    def model_name(self) -> str | None:
+        """What results.csv names the model: the zoo name of a zoo cell (None: the model file's name)."""
+        return f"zoo:{self.zoo}" if self.zoo else None
 
 
 def plan(cfg: StudyConfig) -> tuple[dict[str, FeatureJob], list[Cell]]:
@@ -145,7 +151,46 @@ def plan(cfg: StudyConfig) -> tuple[dict[str, FeatureJob], list[Cell]]:
                         for clf in cfg.classifiers:
                             cells.append(Cell(model_key(cfg, train_k, red, clf), label, bb, ly, tr, red, clf,
                                               train_k, rk, test_ks, reals))
-    return features, cells
+    return features, cells + zoo_cells(cfg, need)
+
+
+# --- zoo entries: published models, not trained, tested on every dataset ------------------------------
+
+NOT_TRAINED = "published, not trained here"
+
+
+def zoo_label(name: str) -> str:
+    """The training-set text of a zoo entry's rows (train_dataset, train_datasets): its own name, so the
+    report keeps two entries on one backbone apart, and that it was not trained on this study's data."""
+    return f"zoo:{name} ({NOT_TRAINED})"
+
+
+def zoo_key(cfg: StudyConfig, entry) -> str:
+    """Cache key of a zoo cell: the entry's head and the weights its features are made with (as a feature key
+    has them), nothing of the grid; its rows are kept per test feature file, whose keys hold the rest."""
+    ident = {"zoo": entry.name, "backbone": entry.backbone, "layers": entry.layers, "head_sha256": entry.head_sha256,
+             "threshold": entry.threshold, "weights": cfg.weights.get(entry.backbone), "align": cfg.align}
+    return f"zoo__{_slug(entry.name)}__{_hash(ident)}"
+
+
+def zoo_cells(cfg: StudyConfig, need=None) -> list[Cell]:
+    """One cell per zoo entry of the config: tested on every dataset under every test transform, whatever the
+    protocol (it trains nothing, so there is nothing to leave out), on features of the entry's own recipe
+    (backbone and layers; the files are those of the grid when it has the same backbone and layers, and one
+    set of files serves every entry of one backbone). `need(dataset, backbone, layers, transform)` -> the
+    feature key, registering the job (plan's); without it, the keys alone."""
+    from deepfake_cli.zoo.catalog import get_entry
+
+    need = need or (lambda ds, bb, ly, tr: feature_key(cfg, ds, bb, ly, tr))
+    cells = []
+    for name in getattr(cfg, "zoo", None) or []:
+        e = get_entry(name)
+        test_ks = [need(t, e.backbone, e.layers, te) for te in cfg.test_transforms for t in cfg.datasets]
+        reals = {need(t, e.backbone, e.layers, te): need(pool, e.backbone, e.layers, te) for te in cfg.test_transforms
+                 for t in cfg.datasets if t.reals for pool in cfg.datasets if pool.name == t.reals}
+        cells.append(Cell(zoo_key(cfg, e), zoo_label(e.name), e.backbone, e.layers, "none", ReducerSpec(NO_REDUCER),
+                          "linear-head", "", None, test_ks, reals, zoo=e.name))
+    return cells
 
 
 @dataclass(frozen=True)
@@ -157,10 +202,14 @@ class GridSize:
     cells: int                            # models to train and evaluate
     feature_files: int                    # feature files to extract or combine (members of combinations too)
     rows: int                             # rows of results.csv: cells x test transforms x test datasets
+    zoo: int = 0                          # zoo entries scored beside the cells (rows and files counted above)
 
     def describe(self) -> str:
         axes = " x ".join(_count(n, what) for what, n in self.factors)
-        return (f"study grid: {_count(self.cells, 'cell')} ({axes}), {_count(self.feature_files, 'feature file')}, "
+        parts = [f"{_count(self.cells, 'cell')} ({axes})"] if self.cells or not self.zoo else []
+        if self.zoo:
+            parts.append(f"{_count(self.zoo, 'zoo model')} (published, tested on every dataset)")
+        return (f"study grid: {' + '.join(parts)}, {_count(self.feature_files, 'feature file')}, "
                 f"{_count(self.rows, 'result row')}")
 
 
@@ -185,7 +234,21 @@ def grid_size(cfg: StudyConfig) -> GridSize:
               if getattr(cfg, "protocol", "matrix") == "leave-one-out" else 0)
     per_set = [len(test_sets_of(cfg, ds)) for ds in trainable]  # test sets of each training set's cells
     rows = sum(per_set) * (cells // max(len(trainable), 1)) * len(cfg.test_transforms)
-    return GridSize(factors, cells, (len(cfg.backbones) + len(members)) * per_backbone + pooled, rows)
+    files = (len(cfg.backbones) + len(members)) * per_backbone + pooled
+    zoo = _zoo_recipes(cfg)
+    grid_singles = set(cfg.backbones) | members
+    # a zoo recipe the grid also runs (same backbone and layers) shares its files; any other adds its own
+    files += sum(len(cfg.datasets) * len(cfg.test_transforms) for bb, ly in set(zoo.values())
+                 if not (bb in grid_singles and ly in cfg.layers))
+    rows += len(zoo) * len(cfg.datasets) * len(cfg.test_transforms)
+    return GridSize(factors, cells, files, rows, zoo=len(zoo))
+
+
+def _zoo_recipes(cfg: StudyConfig) -> dict[str, tuple[str, str]]:
+    """{zoo entry name: (backbone, layers)} of the config's zoo entries."""
+    from deepfake_cli.zoo.catalog import get_entry
+
+    return {n: (get_entry(n).backbone, get_entry(n).layers) for n in getattr(cfg, "zoo", None) or []}
 
 
 def member_jobs(cfg: StudyConfig, features: dict[str, FeatureJob]) -> list[FeatureJob]:
@@ -210,6 +273,10 @@ FACTOR_COLUMNS = ["cell", "train_dataset", "layers", "align", "seed", "test_size
 
 
 def cell_factors(cfg: StudyConfig, cell: Cell) -> dict:
-    """The columns (FACTOR_COLUMNS) results.csv adds to evaluate's rows for this cell."""
-    return {"cell": cell.key, "train_dataset": cell.dataset, "layers": cell.layers, "align": cfg.align or "none",
-            "seed": cfg.seed, "test_size": cfg.test_size, "protocol": getattr(cfg, "protocol", "matrix")}
+    """The columns (FACTOR_COLUMNS) results.csv adds to evaluate's rows for this cell; a zoo cell's rows also
+    get its zoo name as the model and its label as the training sets (evaluate leaves those empty)."""
+    factors = {"cell": cell.key, "train_dataset": cell.dataset, "layers": cell.layers, "align": cfg.align or "none",
+               "seed": cfg.seed, "test_size": cfg.test_size, "protocol": getattr(cfg, "protocol", "matrix")}
+    if cell.zoo:
+        factors.update(model=cell.model_name, train_datasets=cell.dataset)
+    return factors

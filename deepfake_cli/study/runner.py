@@ -1,8 +1,9 @@
 """`run_study`: make what the plan needs and the cache lacks, phase by phase, then write the results.
 
 Phases: features (single backbones by `extract.extract`, combinations by concatenating cached singles),
-reducers (fitted on the training part of each training file), cells (train + evaluate). Reducers and
-cells run in worker processes when jobs > 1; every unit's file is its own cache entry.
+reducers (fitted on the training part of each training file), cells (train + evaluate; a zoo cell's model
+is written, not trained: `study.zoo`). Reducers and cells run in worker processes when jobs > 1; every
+unit's file is its own cache entry.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from deepfake_cli.study.progress import StudyProgress
 from deepfake_cli.study.results import collect_rows, write_results
 from deepfake_cli.study.units import (combine_features, complete_features, fit_reducer_unit, pool_features,
                                       run_cell_unit, train_split_file)
+from deepfake_cli.study.zoo import check_zoo_weights, write_zoo_models
 
 CACHE_FOLDERS = ("features", "reducers", "models", "cells")
 LARGE_GRID = 1000  # cells: the CLI asks for --yes past this many (a typo in a list multiplies the grid)
@@ -101,6 +103,7 @@ def run_study(config_path: str | os.PathLike, out_dir: str | os.PathLike, jobs: 
     jobs = check_jobs(jobs)
     cfg = load_config(config_path)
     check_paths(cfg)  # every dataset there before anything is extracted
+    check_zoo_weights(cfg, out_dir)  # and the weights of every zoo entry that has features to make
     size = grid_size(cfg)
     if max_cells is not None and size.cells > max_cells:
         raise DeepfakeError(f"{size.describe()}: more than {max_cells:,} cells; pass --yes to run it "
@@ -133,7 +136,10 @@ def _run_study(cfg: StudyConfig, out_dir: str | os.PathLike, jobs: int, progress
     summary = StudySummary(out, out / "results.csv", out / "results.json", None, 0)
     run = _Run(cfg, out, jobs, progress, summary)
     _make_features(run, features)
-    records = _run_cells(run, cells, _fit_reducers(run, cells))
+    failed = _fit_reducers(run, cells)
+    for key, error in write_zoo_models(cfg, out, cells).items():
+        failed[key] = f"its zoo model could not be built: {error}"
+    records = _run_cells(run, cells, failed)
 
     rows = collect_rows(cells, records)
     write_results(rows, summary.results_csv, summary.results_json, raw_csv=raw_csv)
@@ -249,8 +255,10 @@ def _finished_record(out: Path, cell: Cell) -> dict | None:
     return rec if all(k in rec.get("rows", {}) for k in cell.test_fkeys) else None
 
 
-def _run_cells(run: _Run, cells: list[Cell], failed_reducers: dict[str, str]) -> dict[str, dict]:
-    """Train and evaluate what the cache lacks; returns {cell key: record} of every cell that has rows."""
+def _run_cells(run: _Run, cells: list[Cell], failed: dict[str, str]) -> dict[str, dict]:
+    """Train and evaluate what the cache lacks; returns {cell key: record} of every cell that has rows.
+    `failed`: {reducer key: error} of reducers that could not be fitted, and {cell key: why} of zoo cells
+    whose model could not be written; their cells are reported, not run."""
     cfg, summary = run.cfg, run.summary
     run.progress.phase("cells", len(cells))
     records: dict[str, dict] = {}
@@ -260,9 +268,11 @@ def _run_cells(run: _Run, cells: list[Cell], failed_reducers: dict[str, str]) ->
         if rec is not None:
             records[c.key] = rec
             summary.cells_reused += 1
-        elif c.reducer_key in failed_reducers:
+        elif c.reducer_key in failed:
             summary.failures.append({"what": "cell", "key": c.key,
-                                     "error": f"its reducer could not be fitted: {failed_reducers[c.reducer_key]}"})
+                                     "error": f"its reducer could not be fitted: {failed[c.reducer_key]}"})
+        elif c.key in failed:
+            summary.failures.append({"what": "cell", "key": c.key, "error": failed[c.key]})
         else:
             todo.append((c, str(run.out), cfg.test_size, cfg.val_size, cfg.seed, cell_factors(cfg, c)))
             continue

@@ -153,6 +153,8 @@ def _train_if_missing(cell: Cell, d: Path, model_path: Path, test_size: float, v
 
     if model_path.is_file():
         return False
+    if cell.zoo:  # a published model is written by the runner (study.zoo), never trained
+        raise DeepfakeError(f"the model file of zoo:{cell.zoo} ({model_path}) is missing.")
     reducer = str(d / "reducers" / f"{cell.reducer_key}.reducer") if cell.reducer_key else None
     model_path.parent.mkdir(parents=True, exist_ok=True)
     train(str(d / "features" / f"{cell.train_fkey}.h5"), [cell.classifier], str(model_path),
