@@ -4,9 +4,10 @@
 Two models on effnet-lite0 features of examples/data (forensynths_biggan + forensynths_stylegan): `lda`
 (explained exactly: one forward pass, the map read from the last feature map) and `knn3` (explained by
 occlusion: one forward pass per patch position). Each is timed on the same N images (forensynths_cyclegan
-and gaugan, 248x248), after one warm-up call, so model loading and imports are left out.
+and gaugan of ../shared/data, 248x248: generators the models never saw), after one warm-up call, so model
+loading and imports are left out.
 
-    .venv/bin/python benchmarks/bench_explain.py [--n 16] [--grid 7]
+    .venv/bin/python benchmarks/bench_explain.py [--n 16] [--grid 7] [--shared ../shared/data]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=16, help="images timed per method")
     ap.add_argument("--grid", type=int, default=7, help="occlusion patches per side (explain's default)")
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data", help="the shared sets")
     args = ap.parse_args()
 
     import deepfake_cli as dfc
@@ -43,7 +45,8 @@ def main() -> None:
     for c, path in models.items():
         dfc.train(feats, classifier=c, out=path)
     images = sorted(p for g in ("cyclegan", "gaugan") for c in ("real", "fake")
-                    for p in (DATA / f"forensynths_{g}" / c).iterdir())[: args.n]
+                    for p in (args.shared / f"forensynths_{g}" / c).iterdir())
+    images = images[:: max(1, len(images) // args.n)][: args.n]  # real and fake of both generators
     images = [str(p) for p in images]
     n = len(images)
     warm = images[:1]

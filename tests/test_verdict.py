@@ -176,7 +176,7 @@ def test_empty_folder_is_refused_before_the_model_loads(demo_like, tmp_path):
 
 
 def test_refusal_does_not_walk_a_folder_of_images(demo_like):
-    from deepfake_cli.stages.predict import refuse_empty_folders
+    from deepfake_cli.stages.image_inputs import refuse_empty_folders
 
     refuse_empty_folders([str(demo_like["other"]), str(demo_like["images"] / "real" / "x.png")])  # no error
     nothing = demo_like["root"] / "nothing"

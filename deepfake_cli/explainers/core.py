@@ -128,13 +128,13 @@ class ExplainRun:
         from deepfake_cli.explainers.head import affine_head
         from deepfake_cli.explainers.tokens import token_capture
         from deepfake_cli.inference.device import resolve_device
-        from deepfake_cli.stages.predict import _backbone_spec, _check_backbone
+        from deepfake_cli.inference.mapper import check_model_backbone, model_backbone_spec
 
         meta = self.model.meta
-        self.spec = _backbone_spec(meta, self.weights)
+        self.spec = model_backbone_spec(meta, self.weights)
         self.where = resolve_device(self.device)
         self.bb = self.spec.build(self.where)
-        _check_backbone(self.model, self.bb)
+        check_model_backbone(self.model, self.bb)
         if self.method != "pending":
             return
         self.head, head_why = affine_head(self.model, int(self.bb.dim))

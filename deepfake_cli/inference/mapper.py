@@ -11,10 +11,13 @@ device. Otherwise readers get the backbone's own `preprocess` (float) and the ma
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from deepfake_cli.errors import DeepfakeError
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,25 @@ class BackboneSpec:
 
         return create_backbone(self.name, weights=self.weights, device=str(device), layers=self.layers,
                                pretrained=self.pretrained)
+
+
+def model_backbone_spec(meta: dict, weights: str | dict | None) -> BackboneSpec:
+    """The backbone a model's features came from (its metadata), with `weights` where they are pretrained."""
+    # Random weights (speed runs) are rebuilt from their seed; a combination marks each member.
+    pretrained = "random" not in str(meta.get("weights_id", "")).split("+")
+    return BackboneSpec(meta["backbone"], weights if pretrained else None, meta.get("layers") or "last", pretrained)
+
+
+def check_model_backbone(model, bb) -> None:
+    """Refuse a built backbone whose weights or preprocessing differ from the ones `model` was trained with."""
+    if bb.weights_id != model.meta.get("weights_id"):
+        raise DeepfakeError(f"Model {model.name} was trained with {model.meta.get('backbone')} weights "
+                            f"{model.meta.get('weights_id')}, but the weights found are {bb.weights_id}; "
+                            "pass the model's weights with --weights.")
+    pre = dict(bb.preprocessing, align=(model.meta.get("preprocessing") or {}).get("align"))
+    if json.dumps(pre, sort_keys=True) != json.dumps(model.meta.get("preprocessing"), sort_keys=True):
+        raise DeepfakeError(f"Model {model.name} was trained with preprocessing {model.meta.get('preprocessing')}, "
+                            f"but backbone {bb.name} now preprocesses with {bb.preprocessing}.")
 
 
 class Mapper:

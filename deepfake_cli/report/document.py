@@ -61,8 +61,10 @@ def build_document(results_csv: Path, rows: list[dict], pool: Pooling, figures: 
         method=pool.method_text(),
         scores_note=note,
         scores_where=source.where or None,
-        overall=f"Within-dataset, test transform = train transform: {pool.fmt(overall)} "
-                f"(mean of {len(overall)} rows; chance {chance_level(overall):.2f})",
+        # a study of zoo models alone has no within-dataset row: say what the line pools instead
+        overall=(("Within-dataset, test transform = train transform" if any(r["kind"] == "within" for r in overall)
+                  else "No within-dataset rows (published models, tested only): all rows")
+                 + f": {pool.fmt(overall)} (mean of {len(overall)} rows; chance {chance_level(overall):.2f})"),
         per_test_set=_per_test_set(overall, pool),
         best_cells=_best_cells(overall),
         figures=figures,

@@ -58,12 +58,12 @@ class ExplainResult:
 # ----------------------------------------------------------------------------------- what it writes and reads
 
 def explain_targets(a: dict) -> list[Target]:
-    from deepfake_cli.stages.predict import _refuse_feature_files, refuse_empty_folders
+    from deepfake_cli.stages.image_inputs import refuse_empty_folders, refuse_feature_files
 
     paths = a.get("inputs") if a.get("inputs") is not None else a.get("paths")
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or [])
-    _refuse_feature_files(a.get("model"), paths)
-    refuse_empty_folders(paths)
+    refuse_feature_files(a.get("model"), paths, "explain")
+    refuse_empty_folders(paths, "explain")
     out = a.get("out_dir") if a.get("out_dir") is not None else a.get("out")
     if out is None:
         raise DeepfakeError("explain needs an output folder (--out DIR).")
@@ -72,10 +72,10 @@ def explain_targets(a: dict) -> list[Target]:
 
 
 def explain_inputs(a: dict) -> list:
-    from deepfake_cli.stages.predict import predict_inputs
+    from deepfake_cli.stages.image_inputs import model_and_image_inputs
 
     paths = a.get("inputs") if a.get("inputs") is not None else a.get("paths")
-    return predict_inputs({"model": a.get("model"), "paths": paths})
+    return model_and_image_inputs({"model": a.get("model"), "paths": paths})
 
 
 def check_out_dir(out, overwrite: bool = False, option: str = "--out") -> None:

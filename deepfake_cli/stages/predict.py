@@ -16,10 +16,7 @@ evidence is thin. The heavy imports (torch, the backbones, skops) happen inside 
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from typing import TYPE_CHECKING
@@ -27,10 +24,10 @@ from typing import TYPE_CHECKING
 from deepfake_cli.data import LABEL_NAMES, ImageItem
 from deepfake_cli.errors import DeepfakeError
 from deepfake_cli.safety.fileio import csv_text, to_json
-from deepfake_cli.store.outputs import Target, is_feature_file, with_listed
+from deepfake_cli.stages.image_inputs import model_and_image_inputs, refuse_empty_folders, refuse_feature_files
+from deepfake_cli.store.outputs import Target
 
 if TYPE_CHECKING:  # torch comes with these; predict imports them when it runs
-    from deepfake_cli.inference.mapper import BackboneSpec
     from deepfake_cli.inference.runner import Runner
     from deepfake_cli.store.artifacts import Model
 
@@ -67,29 +64,10 @@ class PredictResult:
         return out
 
 
-def _check_backbone(model: "Model", bb) -> None:
-    if bb.weights_id != model.meta.get("weights_id"):
-        raise DeepfakeError(f"Model {model.name} was trained with {model.meta.get('backbone')} weights "
-                            f"{model.meta.get('weights_id')}, but the weights found are {bb.weights_id}; "
-                            "pass the model's weights with --weights.")
-    pre = dict(bb.preprocessing, align=(model.meta.get("preprocessing") or {}).get("align"))
-    if json.dumps(pre, sort_keys=True) != json.dumps(model.meta.get("preprocessing"), sort_keys=True):
-        raise DeepfakeError(f"Model {model.name} was trained with preprocessing {model.meta.get('preprocessing')}, "
-                            f"but backbone {bb.name} now preprocesses with {bb.preprocessing}.")
-
-
-def _backbone_spec(meta: dict, weights: str | None) -> "BackboneSpec":
-    from deepfake_cli.inference.mapper import BackboneSpec
-
-    # Random weights (speed runs) are rebuilt from their seed; a combination marks each member.
-    pretrained = "random" not in str(meta.get("weights_id", "")).split("+")
-    return BackboneSpec(meta["backbone"], weights if pretrained else None, meta.get("layers") or "last", pretrained)
-
-
 # what it writes and reads (the output guards, `store.outputs.writes`)
 
 def predict_targets(a: dict) -> list[Target]:
-    _refuse_feature_files(a.get("model"), a.get("paths") or [])
+    refuse_feature_files(a.get("model"), a.get("paths") or [])
     refuse_empty_folders(a.get("paths") or [])
     targets = [] if a.get("out") is None else [Target(a["out"], "predictions")]
     o = a.get("o")  # api._predict's PredictOptions
@@ -101,61 +79,7 @@ def predict_targets(a: dict) -> list[Target]:
 
 
 def predict_inputs(a: dict) -> list:
-    from deepfake_cli.store.artifacts import model_paths
-
-    model = a.get("model")
-    try:
-        models = model_paths(model) if model is not None and Path(model).is_dir() else [model]
-    except DeepfakeError:
-        models = [model]
-    paths = a.get("paths")
-    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths or []) if isinstance(paths, (list, tuple)) else []
-    return models + with_listed([p for p in paths if isinstance(p, (str, os.PathLike))])
-
-
-def _refuse_feature_files(model, paths) -> None:
-    if model is not None and is_feature_file(model):
-        raise DeepfakeError(f"{model} is a feature file (written by `deepfake extract`), not a model; score feature "
-                            f"files with `deepfake eval MODEL --features {model}`.")
-    for p in paths:
-        if isinstance(p, (str, os.PathLike)) and is_feature_file(p):  # images in memory (the API) are no file
-            raise DeepfakeError(f"{p} is a feature file, not an image; predict scores image files: use "
-                                f"`deepfake eval {model} --features {p}` to score feature files.")
-
-
-def refuse_empty_folders(paths) -> None:
-    """A folder input with no file that could hold an image (an image, a shard, a list, a parquet file)
-    anywhere below it: one line now, before the model and its backbone load (seconds). The walk stops at the
-    first such file, so a folder of images costs one directory read; anything subtler is `collect_files`'s."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    for p in paths if isinstance(paths, (list, tuple)) else []:
-        if isinstance(p, (str, os.PathLike)) and os.path.isdir(p) and not _holds_candidate(p):
-            raise DeepfakeError(f"no image found in {p}: the folder holds no image file (nor .tar shard, list or "
-                                ".parquet file); nothing to predict.")
-
-
-def _holds_candidate(folder) -> bool:
-    from deepfake_cli.data.walk import IMAGE_EXTENSIONS
-
-    kinds = set(IMAGE_EXTENSIONS) | {".tar", ".txt", ".csv", ".parquet", ".pq"}
-    stack, seen = [os.fspath(folder)], set()
-    while stack:
-        d = stack.pop()
-        try:
-            st = os.stat(d)
-            if (st.st_ino, st.st_dev) in seen:  # a link loop: collect_files names it in its message
-                return True
-            seen.add((st.st_ino, st.st_dev))
-            with os.scandir(d) as it:
-                for e in it:
-                    if e.is_dir():
-                        stack.append(e.path)
-                    elif os.path.splitext(e.name)[1].lower() in kinds or ".tar" in e.name.lower():
-                        return True
-        except OSError:  # unreadable, or a dangling link: collect_files reports it as it does
-            return True
-    return False
+    return model_and_image_inputs(a)
 
 
 def predict(model, inputs, weights: str | None = None, transform: str = "none", device: str = "auto",
@@ -217,9 +141,10 @@ def _score_group(group: "list[Model]", items: list[ImageItem], rows_by_item: dic
     """Embed `items` once with the group's backbone; add each model's row per readable image."""
     from deepfake_cli.inference.device import resolve_device
     from deepfake_cli.inference.embed import embed
+    from deepfake_cli.inference.mapper import check_model_backbone, model_backbone_spec
 
     meta = group[0].meta
-    spec = _backbone_spec(meta, weights)
+    spec = model_backbone_spec(meta, weights)
     # a runner that keeps the model elsewhere (Ray actors) needs it here only for checks: build it on the CPU
     where = "cpu" if getattr(runner, "remote", False) else resolve_device(device)
     key = repr((spec, str(where)))  # weights may be a dict: key on the text
@@ -229,7 +154,7 @@ def _score_group(group: "list[Model]", items: list[ImageItem], rows_by_item: dic
         if backbones is not None:
             backbones[key] = bb
     for m in group:
-        _check_backbone(m, bb)
+        check_model_backbone(m, bb)
     done = 0
     for batch in embed(bb, items, transform=transform, seed=int(meta.get("feature_seed") or 0),
                        align=(meta.get("preprocessing") or {}).get("align"), batch_size=batch_size, device=device,
