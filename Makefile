@@ -52,10 +52,10 @@ demo: install
 	$(DEEPFAKE) train $(DEMO)/features.h5 --classifier lda,svm,knn3,linear-probe --reducer $(DEMO)/pca32.reducer \
 		--datasets biggan --out $(DEMO)/models_biggan
 	$(DEEPFAKE) predict $(DEMO)/models_biggan/lda.model examples/data/forensynths_stylegan \
-		--out $(DEMO)/predictions.csv
+		--out $(DEMO)/predictions.csv --html $(DEMO)/predictions.html
 	head -n 5 $(DEMO)/predictions.csv
 	$(DEEPFAKE) eval $(DEMO)/models_cifake $(DEMO)/models_biggan --features $(DEMO)/features.h5 --out $(DEMO)/eval
-	@echo "demo outputs in $(DEMO)/: features.h5, models_*/, eval/eval.{csv,json,md}, predictions.csv"
+	@echo "demo outputs in $(DEMO)/: features.h5, models_*/, eval/eval.{csv,json,md}, predictions.csv, predictions.html"
 
 bench: install
 	$(BIN)/python benchmarks/bench_extract.py
