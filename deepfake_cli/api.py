@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from deepfake_cli.errors import DeepfakeError
-from deepfake_cli.options import (AuditOptions, EmbedOptions, EngineOptions, EvalOptions, ExtractOptions, FitOptions,
-                                  PredictOptions, ReduceOptions, TrainOptions, api_function, make_runner)
+from deepfake_cli.options import (AuditOptions, EmbedOptions, EngineOptions, EvalOptions, ExplainOptions, ExtractOptions,
+                                  FitOptions, PredictOptions, ReduceOptions, TrainOptions, api_function, make_runner)
 from deepfake_cli.store.outputs import writes
 
 
@@ -448,9 +448,6 @@ def _predict(model, paths: list, o: PredictOptions, e: EngineOptions, progress: 
                            summary=res.summary, notes=res.notes, skipped=res.skipped, inputs=paths,
                            explain_dir=None if o.explain is None else str(o.explain))
     return res
-
-
-from deepfake_cli.options import ExplainOptions  # noqa: E402  (beside its function: the stages' groups above)
 
 
 @api_function(o=ExplainOptions)
