@@ -513,12 +513,13 @@ def audit(datasets: Sequence[str], *, o: AuditOptions) -> "list[AuditResult]":
     max(0.6, chance + 0.1).
 
     With `model`, also where that model finds its evidence: evidence maps (as `explain` makes them) of
-    each dataset's fake images (at most `max_images`, picked evenly), the share of the evidence for fake in
-    the outer 10% of each side (0.36 if spread evenly) and the share of images whose peak falls in the
+    each dataset's fake and real images (at most `max_images` of each, picked evenly), the share of the
+    evidence (for fake in the fakes, for real in the reals) in the outer 10% of each side (0.36 if spread evenly) and the share of images whose peak falls in the
     same place (2x2 cells of an 8x8 relative grid: a quarter of the width by a quarter of the height;
     chance 4/64). It warns when the mean border share exceeds 0.6 or one place other than the centre holds
     the peak of more than half the images (at least 10 images): evidence in the same corner of every fake
-    is a watermark or a border, not a generator trace (`metrics.evidence_location` states the rule).
+    (or every real) is a watermark or a border, not a generator trace (`metrics.evidence_location` states the
+    rule). The fakes' numbers are `evidence`'s top-level keys, the reals' are under `evidence["real"]`.
 
     Parameters
     ----------

@@ -391,13 +391,13 @@ class AuditOptions:
     folds: int = option(5, "Cross-validation folds.", flags=("--folds",), min=2)
     seed: int = option(0, "Seed of the folds and the trees.", flags=("--seed",))
     model: str | None = option(None, "Also check where this model finds its evidence: evidence maps of each "
-                                     "dataset's fake images, the share in the outer border and how often the peak "
-                                     "sits at one fixed place (a watermark, not a generator trace).",
+                                     "dataset's fake and real images, the share in the outer border and how often "
+                                     "the peak sits at one fixed place (a watermark, not a generator trace).",
                                flags=("--model",), api_type="PathLike | Model | None", metavar="MODEL",
                                doc="A model file, a zoo name or a loaded `Model`: also check where it finds its "
-                                   "evidence (evidence maps of each dataset's fake images, the share in the outer "
-                                   "border, how often the peak sits at one fixed place).")
-    max_images: int | None = option(None, "With --model: at most this many fake images per dataset get a map, "
+                                   "evidence (evidence maps of each dataset's fake and real images, the share in the "
+                                   "outer border, how often the peak sits at one fixed place).")
+    max_images: int | None = option(None, "With --model: at most this many fake (and as many real) images per dataset get a map, "
                                           "picked evenly along the dataset (default 200; 20 when the model is "
                                           "explained by occlusion, about 170 forward passes per image).",
                                     flags=("--max-images",), min=1)

@@ -157,8 +157,8 @@ def test_module_does_not_import_torch():
 
 # ------------------------------------------------------------------ end to end: audit --model on marker sets
 
-# Marked slow: one extraction of 120 images with effnet-lite0, two trainings, three evidence-map passes (each
-# building the backbone): about 16 s on 2 idle cores (fixture 7 s, the two audits 6 s, the CLI 3 s).
+# Marked slow: one extraction of 180 images with effnet-lite0, three trainings, four evidence-map passes (each
+# building the backbone, fakes and reals): about 25 s on 2 idle cores, twice that on busy ones.
 SLOW = pytest.mark.slow
 N_EACH = 30      # real and fake images per set
 SIDE = 96        # small images: effnet-lite0 still sees them at 224 (resize 256, centre crop), the marker 12 px
@@ -166,15 +166,23 @@ SIDE = 96        # small images: effnet-lite0 still sees them at 224 (resize 256
 
 @pytest.fixture(scope="module")
 def marker_models(tmp_path_factory):
-    """Two generated sets whose fakes differ from the reals only by a bright marker -- in the same top-left
-    corner of every fake, or at a random place in each -- and an `lda` on effnet-lite0 features of each."""
+    """Three generated sets whose classes differ only by a bright marker -- in the same top-left corner of
+    every fake, at a random place in each fake, or in the corner of every real -- and an `lda` on effnet-lite0
+    features of each."""
     import deepfake_cli as dfc
     from tests.markers import make_marker_set
 
     work = tmp_path_factory.mktemp("audit_evidence")
-    sets = {"corner": work / "corner", "moving": work / "moving"}
+    sets = {"corner": work / "corner", "moving": work / "moving", "stamped": work / "stamped"}
     make_marker_set(sets["corner"], N_EACH, N_EACH, corner=True, seed=1, size=SIDE)
     make_marker_set(sets["moving"], N_EACH, N_EACH, corner=False, seed=2, size=SIDE)
+    # "stamped": the marker in the corner of every REAL image (a camera's or a photo site's stamp), none on
+    # the fakes: marked images made as fakes become the reals, plain ones the fakes
+    make_marker_set(work / "marked", 0, N_EACH, corner=True, seed=3, size=SIDE)
+    make_marker_set(work / "plain", N_EACH, 0, seed=4, size=SIDE)
+    sets["stamped"].mkdir()
+    (work / "marked" / "fake").rename(sets["stamped"] / "real")
+    (work / "plain" / "real").rename(sets["stamped"] / "fake")
     dfc.extract([f"{k}={v}" for k, v in sets.items()], out=work / "feats.h5", backbone="effnet-lite0", device="cpu",
                 workers=0)
     models = {}
@@ -230,3 +238,21 @@ def test_cli_prints_the_evidence_lines_and_the_warning(marker_models):
     assert "corner: border share:" in text and "if spread evenly" in text
     assert "WARNING: corner: evidence sits in the same place (top-left corner" in text
     assert "Evidence rule: warned when the mean border share" in text
+
+
+@SLOW
+def test_a_stamp_in_the_corner_of_every_real_is_warned_as_evidence_for_real(marker_models):
+    """The reals are read for their evidence for "real": a stamp on every real photo is a shortcut too."""
+    import deepfake_cli as dfc
+
+    sets, models = marker_models
+    (stamped,) = dfc.audit([f"stamped={sets['stamped']}"], model=models["stamped"], device="cpu")
+    real = stamped.evidence["real"]
+    assert real["n_real"] == N_EACH and real["n_sampled"] == N_EACH and real["n_with_evidence"] >= 20
+    assert real["place_name"] == "top-left corner" and real["place_share"] > 0.8 and real["place_warned"], real
+    assert not stamped.evidence["place_warned"]  # the fakes carry nothing in one place
+    assert any(w.startswith("stamped: evidence for real sits in the same place (top-left corner") and
+               "of real images" in w and "not a trait of real photos" in w for w in stamped.evidence_warnings), \
+        stamped.evidence_warnings
+    assert any(line.startswith("stamped (real images, evidence for real): fixed place:")
+               for line in stamped.evidence_lines), stamped.evidence_lines

@@ -37,8 +37,9 @@ def audit_cmd(
     is FLAGGED when the 95% Wilson lower bound of its accuracy exceeds max(0.6, chance + 0.1):
     a detector trained on it can score high without learning anything about generation.
 
-    With --model, also where that model finds its evidence in each dataset's fake images (evidence maps,
-    as `deepfake explain` makes them): the share in the outer 10% border (0.36 if spread evenly) and how
+    With --model, also where that model finds its evidence (evidence maps, as `deepfake explain` makes them):
+    for fake in each dataset's fake images, for real in its real images; the share in the outer 10% border
+    (0.36 if spread evenly) and how
     often the peak sits in the same place (a quarter of the width by a quarter of the height); it warns
     when the border share exceeds 0.6 or one place other than the centre holds the peak of more than half
     the images: a watermark or a border, not a generator trace.

@@ -239,12 +239,13 @@ def evidence_location(maps: Sequence, *, border: float = BORDER, grid: int = GRI
     return res
 
 
-def evidence_lines(loc: EvidenceLocation, what: str = "fake images") -> list[str]:
-    """The numbers in words, one line each."""
+def evidence_lines(loc: EvidenceLocation, what: str = "fake images", side: str = "fake") -> list[str]:
+    """The numbers in words, one line each; `side`: the class the located evidence is for (the maps given
+    were negated for "real")."""
     if loc.n_with_evidence == 0:
-        return [f"evidence maps of {loc.n_maps} {what}: none holds evidence for fake, nothing to locate"]
+        return [f"evidence maps of {loc.n_maps} {what}: none holds evidence for {side}, nothing to locate"]
     lines = [f"evidence maps of {loc.n_with_evidence} {what}"
-             + (f" ({loc.n_no_evidence} more without evidence for fake)" if loc.n_no_evidence else "")]
+             + (f" ({loc.n_no_evidence} more without evidence for {side})" if loc.n_no_evidence else "")]
     lines.append(f"border share: {loc.border_share_mean:.2f} +- {loc.border_share_std:.2f} (median "
                  f"{loc.border_share_median:.2f}, 90th percentile {loc.border_share_q90:.2f}) of the evidence in the "
                  f"outer {loc.border:.0%} of each side; {loc.expected_border_share:.2f} if spread evenly")
@@ -261,15 +262,18 @@ def evidence_lines(loc: EvidenceLocation, what: str = "fake images") -> list[str
     return lines
 
 
-def evidence_warnings(loc: EvidenceLocation, what: str = "fake images") -> list[str]:
-    """One sentence per warning that fired (see the module docstring for the rule)."""
+def evidence_warnings(loc: EvidenceLocation, what: str = "fake images", side: str = "fake") -> list[str]:
+    """One sentence per warning that fired (see the module docstring for the rule); `side` as in
+    `evidence_lines`."""
     out = []
+    evidence, trace = ("evidence", "a generator trace") if side == "fake" else \
+        ("evidence for real", "a trait of real photos")
     if loc.place_warned:
-        out.append(f"evidence sits in the same place ({loc.place_name}, {loc.place_extent}) in "
+        out.append(f"{evidence} sits in the same place ({loc.place_name}, {loc.place_extent}) in "
                    f"{loc.place_share:.0%} of {what} (chance: {loc.chance_share:.0%}): a watermark or a border, "
-                   f"not a generator trace")
+                   f"not {trace}")
     if loc.border_warned:
-        out.append(f"{loc.border_share_mean:.0%} of the evidence lies in the outer {loc.border:.0%} border of "
+        out.append(f"{loc.border_share_mean:.0%} of the {evidence} lies in the outer {loc.border:.0%} border of "
                    f"{what} ({loc.expected_border_share:.0%} if spread evenly): a frame, padding or a border "
-                   f"artefact, not a generator trace")
+                   f"artefact, not {trace}")
     return out

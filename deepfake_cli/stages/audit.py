@@ -16,12 +16,12 @@ With `align=(SIZE, QUALITY)` the metadata is computed on the images as `extract 
 feed them (resized, centre-cropped, JPEG re-encoded), to show the shortcut is gone.
 
 With a model (`audit --model`), the audit also asks where that model finds its evidence: evidence maps
-(`deepfake_cli.explainers`) of each dataset's fake images -- at most `max_images`, picked evenly along the
-dataset -- and `metrics.evidence_location` on them: the share of the evidence for "fake" in the outer
-border, and how often each image's peak sits in the same cell of a common 8x8 relative grid. Evidence in
-the same corner of every fake is a watermark or a border, not a generator trace; the rule is
-`metrics.evidence_location.RULE`. Only fakes are mapped: the question is what "fake" rests on, and a map of
-a real image shows evidence for fake the model did not find decisive.
+(`deepfake_cli.explainers`) of each dataset's fake and real images -- at most `max_images` of each, picked
+evenly along the dataset -- and `metrics.evidence_location` on them: the share of the evidence in the outer
+border, and how often each image's peak sits in the same place of a common 8x8 relative grid. The fakes are
+read for their evidence for "fake", the reals for their evidence for "real" (the maps' negative part):
+evidence in the same corner of every fake (a generator's watermark) or of every real (a camera's or a photo
+site's stamp) is a shortcut, not a generator trace; the rule is `metrics.evidence_location.RULE`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class AuditResult:
     warnings: list[str] = field(default_factory=list)   # from discovery, for the CLI to print
     align: str | None = None
     rule: str = FLAG_RULE
-    # with a model: where its evidence for fake lies in the fake images (`evidence_audit`)
+    # with a model: where its evidence lies, for fake in the fakes, for real in the reals (`evidence_audit`)
     evidence: dict | None = None
     evidence_lines: list[str] = field(default_factory=list)     # the numbers in words
     evidence_warnings: list[str] = field(default_factory=list)  # the shortcut warnings that fired
@@ -301,58 +301,90 @@ def even_sample(items: list, k: int) -> list:
 
 def evidence_audit(model, ds: data_mod.DatasetSpec, *, max_images: int | None = None, weights: str | None = None,
                    device: str = "auto", batch_size: int = 32) -> tuple[dict, list[str], list[str]]:
-    """(evidence summary, lines, warnings): evidence maps of the dataset's fake images (at most `max_images`,
-    picked evenly; None: `DEFAULT_MAX_MAPS`, or `DEFAULT_MAX_OCCLUSION_MAPS` when the model is explained by
-    occlusion) and where their evidence lies (`metrics.evidence_location`)."""
+    """(evidence summary, lines, warnings): evidence maps of the dataset's fake and real images (at most
+    `max_images` of each, picked evenly; None: `DEFAULT_MAX_MAPS`, or `DEFAULT_MAX_OCCLUSION_MAPS` when the
+    model is explained by occlusion) and where their evidence lies (`metrics.evidence_location`): the evidence
+    for fake in the fakes (the summary's top-level keys), the evidence for real in the reals (its "real" key:
+    a watermark on the real photos is as much a shortcut)."""
     import time
 
     from deepfake_cli.explainers import explain_images
-    from deepfake_cli.metrics.evidence_location import evidence_lines, evidence_location, evidence_warnings
 
-    fakes = [it for it in ds.items if it.label == data_mod.FAKE]
+    by_class = {"fake": [it for it in ds.items if it.label == data_mod.FAKE],
+                "real": [it for it in ds.items if it.label == data_mod.REAL]}
     limit = DEFAULT_MAX_MAPS if max_images is None else max_images
-    sample = even_sample(fakes, limit)
+    samples = {c: even_sample(items, limit) for c, items in by_class.items()}
     t0 = time.perf_counter()
-    # The sample is the bound here (--max-images), so explain's own refusal is off (max_images=None).
-    run = explain_images(model, sample, weights=weights, device=device, batch_size=batch_size, max_images=None)
-    if max_images is None and getattr(run, "method", "") == "occlusion" and len(sample) > DEFAULT_MAX_OCCLUSION_MAPS:
+
+    def start():
+        # one run for both classes (one backbone); the sample is the bound, so explain's own refusal is off
+        return explain_images(model, samples["fake"] + samples["real"], weights=weights, device=device,
+                              batch_size=batch_size, max_images=None)
+
+    run = start()
+    if max_images is None and getattr(run, "method", "") == "occlusion" and \
+            any(len(s) > DEFAULT_MAX_OCCLUSION_MAPS for s in samples.values()):
         limit = DEFAULT_MAX_OCCLUSION_MAPS  # the method is known once the run is set up; nothing is computed yet
-        sample = even_sample(fakes, limit)
-        run = explain_images(model, sample, weights=weights, device=device, batch_size=batch_size, max_images=None)
-    maps, methods, exact, seconds = [], set(), True, 0.0
-    called_fake = 0
+        samples = {c: even_sample(items, limit) for c, items in by_class.items()}
+        run = start()
+    side = {it.rel: c for c, items in samples.items() for it in items}
+    maps: dict[str, list] = {"fake": [], "real": []}
+    agree = {"fake": 0, "real": 0}  # images the model gives their true class
+    methods, exact, seconds = set(), True, 0.0
     threshold = float(model.meta.get("threshold", 0.5))
     for ex in run:
-        maps.append(np.asarray(ex.map, dtype=np.float32))
+        c = side[ex.rel]
+        m = np.asarray(ex.map, dtype=np.float32)
+        maps[c].append(m if c == "fake" else -m)  # a real image's evidence for real is its map's negative part
         methods.add(ex.method)
         exact = exact and bool(ex.exact)
         seconds += float(ex.seconds)
-        label = getattr(ex, "label", "")  # the model's verdict at its threshold
-        called_fake += int(label == "fake" if label else float(ex.p_fake) >= threshold)
+        label = getattr(ex, "label", "") or ("fake" if float(ex.p_fake) >= threshold else "real")
+        agree[c] += int(label == c)
     wall = time.perf_counter() - t0
     skipped = [{"dataset": ds.name, "path": s["path"], "reason": s["reason"]} for s in getattr(run, "skipped", [])]
-    loc = evidence_location(maps)
-    what = "fake images"
-    summary = {
-        "model": model.name, "images": "fake", "n_fake": len(fakes), "n_sampled": len(sample),
-        "n_skipped": len(sample) - len(maps), "skipped": skipped, "n_called_fake": called_fake,
-        "method": ",".join(sorted(methods)) or getattr(run, "method", None), "exact": bool(maps) and exact,
-        "method_note": getattr(run, "method_note", ""),
-        "seconds": round(wall, 3), "seconds_per_image": round(seconds / len(maps), 4) if maps else None,
-        **loc.to_dict(),
-    }
-    head = (f"{ds.name}: {model.name}'s evidence maps ({summary['method'] or 'none'}"
-            f"{', exact' if summary['exact'] else ''}) of {len(maps)} of {len(fakes)} fake images"
-            + (f", picked evenly (--max-images {limit})" if len(sample) < len(fakes) else "")
-            + (f", {summary['n_skipped']} unreadable" if summary["n_skipped"] else "")
-            + (f"; the model calls {called_fake} of them fake" if maps else "")
-            + (f"; {loc.n_no_evidence} {'holds' if loc.n_no_evidence == 1 else 'hold'} no evidence for fake"
-               if loc.n_no_evidence else ""))
-    words = evidence_lines(loc, what)
-    # the first line counts the maps, which the head already says (unless none holds evidence)
-    lines = [head] + [f"{ds.name}: {line}" for line in (words[1:] if loc.n_with_evidence else words)]
-    warnings = [f"{ds.name}: {w}" for w in evidence_warnings(loc, what)]
+    n_maps = len(maps["fake"]) + len(maps["real"])
+    method = ",".join(sorted(methods)) or getattr(run, "method", None)
+    is_exact = bool(n_maps) and exact
+    summary = {"model": model.name, "method": method, "exact": is_exact,
+               "method_note": getattr(run, "method_note", ""), "skipped": skipped, "seconds": round(wall, 3),
+               "seconds_per_image": round(seconds / n_maps, 4) if n_maps else None}
+    lines, warnings = [], []
+    for c in ("fake", "real"):
+        part, what = _class_evidence(ds, model, c, maps[c], by_class[c], samples[c], agree[c], limit, method,
+                                     is_exact)
+        if c == "fake":
+            summary.update(images="fake", n_fake=len(by_class[c]), n_called_fake=agree[c], **part["summary"])
+        else:
+            summary["real"] = dict(n_real=len(by_class[c]), n_called_real=agree[c], **part["summary"])
+        lines += part["lines"]
+        warnings += part["warnings"]
     return summary, lines, warnings
+
+
+def _class_evidence(ds, model, c: str, maps: list, items: list, sample: list, agree: int, limit: int,
+                    method, exact: bool) -> tuple[dict, str]:
+    """The evidence location of one class's maps, in numbers and words (see `evidence_audit`)."""
+    from deepfake_cli.metrics.evidence_location import evidence_lines, evidence_location, evidence_warnings
+
+    loc = evidence_location(maps)
+    what = f"{c} images"
+    n_skipped = len(sample) - len(maps)
+    head = (f"{ds.name}: {model.name}'s evidence maps ({method or 'none'}{', exact' if exact else ''}) of "
+            f"{len(maps)} of {len(items)} {what}"
+            + (f", picked evenly (--max-images {limit})" if len(sample) < len(items) else "")
+            + (f", {n_skipped} unreadable" if n_skipped else "")
+            + (f"; the model calls {agree} of them {c}" if maps else "")
+            + (f"; {loc.n_no_evidence} {'holds' if loc.n_no_evidence == 1 else 'hold'} no evidence for {c}"
+               if loc.n_no_evidence else ""))
+    words = evidence_lines(loc, what, side=c)
+    # the fakes' lines name the dataset alone (evidence for fake is what the audit is about); the reals' say so
+    prefix = f"{ds.name}: " if c == "fake" else f"{ds.name} (real images, evidence for real): "
+    # the first line counts the maps, which the head already says (unless none holds evidence)
+    lines = [head] + [prefix + line for line in (words[1:] if loc.n_with_evidence else words)]
+    warnings = [f"{ds.name}: {w}" for w in evidence_warnings(loc, what, side=c)]
+    return {"summary": dict(n_sampled=len(sample), n_skipped=n_skipped, **loc.to_dict()), "lines": lines,
+            "warnings": warnings}, what
 
 
 def audit(specs: list[str], seed: int = 0, folds: int = DEFAULT_FOLDS, align: str | None = None, *,
