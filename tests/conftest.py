@@ -99,7 +99,7 @@ SLOW_SECONDS = {"tests/test_readme_examples.py": 250, "tests/test_hardening.py":
                 "tests/test_ray.py": 35, "tests/test_hardening_cli.py": 25, "tests/test_study.py": 25,
                 "tests/test_ray_loopback.py": 23, "tests/test_image_budget.py": 18, "tests/test_finetune.py": 16,
                 "tests/test_orphan_workers.py": 16, "tests/test_extract.py": 15, "tests/test_fusion.py": 6,
-                "tests/test_study_zoo.py": 18, "tests/test_audit_evidence.py": 28, "tests/test_predict_page.py": 16,
+                "tests/test_study_zoo.py": 18, "tests/test_audit_evidence.py": 16, "tests/test_predict_page.py": 6,
                 "tests/test_explain.py": 10}
 
 

@@ -157,10 +157,10 @@ def test_module_does_not_import_torch():
 
 # ------------------------------------------------------------------ end to end: audit --model on marker sets
 
-# Marked slow: one extraction of 180 images with effnet-lite0, three trainings, four evidence-map passes (each
-# building the backbone, fakes and reals): about 25 s on 2 idle cores, twice that on busy ones.
+# Marked slow: one extraction of 120 images with effnet-lite0, three trainings, four evidence-map passes (each
+# building the backbone, fakes and reals): about 16 s on 2 idle cores.
 SLOW = pytest.mark.slow
-N_EACH = 30      # real and fake images per set
+N_EACH = 20      # real and fake images per set
 SIDE = 96        # small images: effnet-lite0 still sees them at 224 (resize 256, centre crop), the marker 12 px
 
 
@@ -202,7 +202,7 @@ def test_a_marker_in_a_fixed_corner_is_warned_a_moving_one_is_not(marker_models)
     sets, models = marker_models
     (corner,) = dfc.audit([f"corner={sets['corner']}"], model=models["corner"], device="cpu")
     ev = corner.evidence
-    assert ev["images"] == "fake" and ev["n_sampled"] == N_EACH and ev["n_with_evidence"] >= 20
+    assert ev["images"] == "fake" and ev["n_sampled"] == N_EACH and ev["n_with_evidence"] >= 14
     assert ev["method"] == "cam" and ev["exact"]
     # the marker spans 8-20% of each side: the top-left place (x 0-25%, y 0-25%)
     assert ev["place_name"] == "top-left corner" and ev["place_share"] > 0.8, ev
@@ -214,10 +214,10 @@ def test_a_marker_in_a_fixed_corner_is_warned_a_moving_one_is_not(marker_models)
     assert not corner.flagged  # the metadata audit sees nothing: PNGs of one size on both sides
     row = json.loads(to_json(corner.to_dict()))  # what `audit --json` prints for the dataset
     assert row["evidence"]["place_warned"] and row["evidence_warnings"] == corner.evidence_warnings
-    assert row["evidence_lines"][0].startswith("corner: corner's evidence maps (cam, exact) of 30 of 30 fake images")
+    assert row["evidence_lines"][0].startswith("corner: corner's evidence maps (cam, exact) of 20 of 20 fake images")
 
     (moving,) = dfc.audit([f"moving={sets['moving']}"], model=models["moving"], device="cpu")
-    assert moving.evidence["n_with_evidence"] >= 20
+    assert moving.evidence["n_with_evidence"] >= 14
     assert not moving.evidence["place_warned"] and not moving.evidence["border_warned"], moving.evidence
     assert moving.evidence_warnings == [] and moving.evidence["place_share"] < 0.5
 
@@ -233,7 +233,7 @@ def test_cli_prints_the_evidence_lines_and_the_warning(marker_models):
                                    "--max-images", "12", "--device", "cpu"], terminal_width=400)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert ("corner: corner's evidence maps (cam, exact) of 12 of 30 fake images, picked evenly (--max-images 12); "
+    assert ("corner: corner's evidence maps (cam, exact) of 12 of 20 fake images, picked evenly (--max-images 12); "
             "the model calls 12 of them fake") in text
     assert "corner: border share:" in text and "if spread evenly" in text
     assert "WARNING: corner: evidence sits in the same place (top-left corner" in text
@@ -248,7 +248,7 @@ def test_a_stamp_in_the_corner_of_every_real_is_warned_as_evidence_for_real(mark
     sets, models = marker_models
     (stamped,) = dfc.audit([f"stamped={sets['stamped']}"], model=models["stamped"], device="cpu")
     real = stamped.evidence["real"]
-    assert real["n_real"] == N_EACH and real["n_sampled"] == N_EACH and real["n_with_evidence"] >= 20
+    assert real["n_real"] == N_EACH and real["n_sampled"] == N_EACH and real["n_with_evidence"] >= 14
     assert real["place_name"] == "top-left corner" and real["place_share"] > 0.8 and real["place_warned"], real
     assert not stamped.evidence["place_warned"]  # the fakes carry nothing in one place
     assert any(w.startswith("stamped: evidence for real sits in the same place (top-left corner") and

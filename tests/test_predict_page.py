@@ -198,17 +198,23 @@ def test_explain_is_refused_with_several_models_a_transform_or_a_foreign_folder(
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"] and not (tmp_path / "p.html").exists()
 
 
-@pytest.mark.slow  # the occlusion map of one image with the lowlevel model takes about 8 s on 2 cores
-def test_predict_explain_writes_the_maps_and_the_page_shows_them(cifake8_lda, tmp_path):
+@pytest.mark.slow  # an effnet-lite0 extraction of 16 images and a training first: about 5 s on 2 cores
+def test_predict_explain_writes_the_maps_and_the_page_shows_them(tmp_path):
     from typer.testing import CliRunner
 
+    import deepfake_cli as dfc
+    from conftest import copy_subset
     from deepfake_cli.cli import app
 
+    # an exact-path model (effnet-lite0, last layer, lda): one forward pass per map
+    dfc.extract([str(copy_subset(example_set("cifake_sd14"), tmp_path / "train", 8))], backbone="effnet-lite0",
+                out=tmp_path / "f.h5", device="cpu", workers=0)
+    (trained,) = dfc.train(tmp_path / "f.h5", classifier="lda", out=tmp_path / "lda.model", test_size=0.25)
     folder = tmp_path / "in" / "fake"
     folder.mkdir(parents=True)
-    shutil.copy(sorted((example_set("cifake_sd14") / "fake").iterdir())[0], folder / "a.jpg")
+    shutil.copy(sorted((example_set("cifake_sd14") / "fake").iterdir())[-1], folder / "a.jpg")
     page, maps = tmp_path / "page.html", tmp_path / "maps"
-    res = CliRunner().invoke(app, ["predict", str(cifake8_lda["model"]), str(folder), "--html", str(page),
+    res = CliRunner().invoke(app, ["predict", str(trained.path), str(folder), "--html", str(page),
                                    "--explain", str(maps), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert f"wrote maps {maps}" in res.stderr and f"wrote page {page}" in res.stderr
@@ -216,5 +222,5 @@ def test_predict_explain_writes_the_maps_and_the_page_shows_them(cifake8_lda, tm
     data = _data(page.read_text())
     (row,) = data["rows"]
     m = data["maps"][row["map"]]
-    assert m["method"] == "occlusion" and m["exact"] is False and m["overlay"]  # stated as what it is
-    assert "occlusion" in page.read_text()  # the method note on top
+    assert m["method"] == "cam" and m["exact"] is True and m["overlay"]  # stated as what it is
+    assert "exact class activation" in page.read_text()  # the method note on top

@@ -41,6 +41,8 @@ SUBSTITUTE = {
                              "the Makefile's default grid (effnet-lite0 too, 3 classifiers) takes minutes"),
     "--search --trials 6": ("--search --trials 2", "two trials exercise the same search; six take half a minute"),
     "--search --score accuracy": ("--search --score accuracy --trials 2", "the same, with the accuracy score"),
+    "one.jpg --out maps/": ("one.jpg --out maps/ --occlusion-grid 3",
+                            "occlusion at the default grid is 170 forward passes; a 3 x 3 grid runs the same path"),
 }
 # The study the test's examples/study.toml runs: the shipped file's datasets and format, a one-cell grid
 # (the shipped grid, 3 backbones x 2 x 2 transforms x 2 reducers x 3 classifiers, takes minutes).
