@@ -123,6 +123,20 @@ def _doc_lines(group: type, indent: str) -> list[str]:
     return out
 
 
+def grouped_call(sig: inspect.Signature, groups: dict[str, type], flat: dict, side: str) -> dict:
+    """The keyword arguments of a function with signature `sig` whose parameters named in `groups` each take
+    one option group: each group built from the `flat` values of its fields (`side`: "api" or "cli"), every
+    other parameter passed as it is in `flat`. The API (`api_function`) and the commands
+    (`cli.common.typer_command`) call their stage functions through this one rule."""
+    call = {}
+    for p in sig.parameters.values():
+        if p.name in groups:
+            call[p.name] = groups[p.name](**{f.name: flat[f.name] for f in fields(groups[p.name], side)})
+        else:
+            call[p.name] = flat[p.name]
+    return call
+
+
 def api_function(**groups: type) -> Callable:
     """Build an API function's keyword options from option groups.
 
@@ -162,14 +176,7 @@ def api_function(**groups: type) -> Callable:
             except TypeError as exc:
                 raise DeepfakeError(f"{impl.__name__}(): {exc}.") from None
             bound.apply_defaults()
-            a = bound.arguments
-            call = {}
-            for p in sig.parameters.values():
-                if p.name in groups:
-                    call[p.name] = groups[p.name](**{f.name: a[f.name] for f in fields(groups[p.name], "api")})
-                else:
-                    call[p.name] = a[p.name]
-            return impl(**call)
+            return impl(**grouped_call(sig, groups, bound.arguments, "api"))
 
         wrapper.__signature__ = public
         wrapper.__annotations__ = {q.name: q.annotation for q in public.parameters.values()}

@@ -23,6 +23,18 @@ _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
+def _openai_weights(file_name: str, sha256: str, env_var: str, hf_repo: str) -> WeightsSource:
+    """OpenAI's CLIP checkpoint (its URL names the file's sha256), or open_clip's copy on the Hugging Face hub."""
+    return WeightsSource(
+        file_name=file_name,
+        url=f"{_OPENAI_URL}{sha256}/{file_name} (or open_clip_model.safetensors from hf.co/{hf_repo})",
+        env_var=env_var,
+        cache="clip",
+        hf_repo=hf_repo,
+        hf_files=_OPEN_CLIP_FILES,
+    )
+
+
 CLIP_VIT_B16 = BackboneConfig(
     name="clip-vit-b16",
     dim=512,
@@ -33,15 +45,7 @@ CLIP_VIT_B16 = BackboneConfig(
     interpolation="bicubic",
     mean=_CLIP_MEAN,
     std=_CLIP_STD,
-    weights=WeightsSource(
-        file_name="ViT-B-16.pt",
-        url=_OPENAI_URL + "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt "
-        "(or open_clip_model.safetensors from hf.co/timm/vit_base_patch16_clip_224.openai)",
-        env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_B16",
-        cache="clip",
-        hf_repo="timm/vit_base_patch16_clip_224.openai",
-        hf_files=_OPEN_CLIP_FILES,
-    ),
+    weights=_openai_weights("ViT-B-16.pt", "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", "DEEPFAKE_WEIGHTS_CLIP_VIT_B16", "timm/vit_base_patch16_clip_224.openai"),
     num_blocks=12,
     early=(1, 3, 5),
     block_pooling="mean of patch tokens (class token excluded)",
@@ -57,15 +61,7 @@ CLIP_VIT_L14 = BackboneConfig(
     interpolation="bicubic",
     mean=_CLIP_MEAN,
     std=_CLIP_STD,
-    weights=WeightsSource(
-        file_name="ViT-L-14.pt",
-        url=_OPENAI_URL + "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt "
-        "(or open_clip_model.safetensors from hf.co/timm/vit_large_patch14_clip_224.openai)",
-        env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_L14",
-        cache="clip",
-        hf_repo="timm/vit_large_patch14_clip_224.openai",
-        hf_files=_OPEN_CLIP_FILES,
-    ),
+    weights=_openai_weights("ViT-L-14.pt", "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "DEEPFAKE_WEIGHTS_CLIP_VIT_L14", "timm/vit_large_patch14_clip_224.openai"),
     num_blocks=24,
     early=(2, 6, 10),
     block_pooling="mean of patch tokens (class token excluded)",
@@ -97,15 +93,7 @@ CLIP_VIT_L14_336 = BackboneConfig(
     interpolation="bicubic",
     mean=_CLIP_MEAN,
     std=_CLIP_STD,
-    weights=WeightsSource(
-        file_name="ViT-L-14-336px.pt",
-        url=_OPENAI_URL + "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt "
-        "(or open_clip_model.safetensors from hf.co/timm/vit_large_patch14_clip_336.openai)",
-        env_var="DEEPFAKE_WEIGHTS_CLIP_VIT_L14_336",
-        cache="clip",
-        hf_repo="timm/vit_large_patch14_clip_336.openai",
-        hf_files=_OPEN_CLIP_FILES,
-    ),
+    weights=_openai_weights("ViT-L-14-336px.pt", "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", "DEEPFAKE_WEIGHTS_CLIP_VIT_L14_336", "timm/vit_large_patch14_clip_336.openai"),
     num_blocks=24,
     early=(2, 6, 10),
     block_pooling="mean of patch tokens (class token excluded)",

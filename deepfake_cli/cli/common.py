@@ -210,7 +210,7 @@ def typer_command(**groups: type):
     import inspect
     import typing
 
-    from deepfake_cli.options import fields, help_text, required
+    from deepfake_cli.options import fields, grouped_call, help_text, required
 
     def deco(fn):
         sig = inspect.signature(fn)
@@ -236,13 +236,7 @@ def typer_command(**groups: type):
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
-            call = {}
-            for p in sig.parameters.values():
-                if p.name in groups:
-                    call[p.name] = groups[p.name](**{f.name: kwargs[f.name] for f in fields(groups[p.name], "cli")})
-                else:
-                    call[p.name] = kwargs[p.name]
-            return fn(**call)
+            return fn(**grouped_call(sig, groups, kwargs, "cli"))
 
         del wrapper.__wrapped__  # typer must see the built signature, not the function's own
         wrapper.__signature__ = inspect.Signature(params)
